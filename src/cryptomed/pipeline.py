@@ -1,0 +1,217 @@
+"""One function per workflow stage, plus the glue that runs them from Snakemake scripts.
+
+``workflow/scripts/<stage>.py`` only calls :func:`run_stage` with one of the
+functions below.  Each stage function takes plain paths and values (no Snakemake
+objects) so it can be unit-tested and called from elsewhere (e.g. DVC).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("cryptomed")
+
+
+# --------------------------------------------------------------------------- glue
+
+
+def setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def run_stage(smk, stage) -> None:
+    """Run ``stage(smk)`` with logging to the rule's log file; exit non-zero with a clear message on error.
+
+    Outputs are written atomically by the stage functions, so a failure leaves
+    none half-written; Snakemake additionally removes declared outputs of a failed job.
+    """
+    setup_logging(smk.log[0] if len(smk.log) else None)
+    name = stage.__name__.removesuffix("_stage")
+    t0 = time.perf_counter()
+    wc = dict(smk.wildcards.items()) if hasattr(smk.wildcards, "items") else {}
+    log.info("stage %s %s: start", name, wc)
+    try:
+        stage(smk)
+    except Exception as exc:  # noqa: BLE001 - report every failure the same way
+        from . import CryptomedError
+
+        if isinstance(exc, CryptomedError):
+            log.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
+        else:
+            log.error("stage %s failed unexpectedly:\n%s", name, traceback.format_exc())
+        sys.exit(1)
+    log.info("stage %s %s: done in %.1f s", name, wc, time.perf_counter() - t0)
+
+
+def _threads(smk) -> int:
+    return max(1, int(getattr(smk, "threads", 1) or 1))
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def download_stage(smk) -> None:
+    from .datasets import get_dataset
+    from .download import fetch
+
+    spec = get_dataset(smk.wildcards.dataset)
+    out_dir = Path(smk.output.tar).parent
+    mirror = os.environ.get("DATA_MIRROR") or smk.params.mirror
+    report = fetch(spec, out_dir, mirror=mirror, source=smk.params.source)
+    log.info("dataset %s: %s", spec.name, report.get("checksum"))
+
+
+def preprocess_stage(smk) -> None:
+    from .data import PreprocessSettings, run_preprocess
+    from .datasets import get_dataset
+
+    spec = get_dataset(smk.wildcards.dataset)
+    settings = PreprocessSettings(**dict(smk.params.settings))
+    report = run_preprocess(spec, smk.input.tar, smk.input.manifest, smk.output.npz, smk.output.manifest,
+                            smk.output.report, settings, threads=_threads(smk))
+    log.info("dataset %s: %s", spec.name, {s: report["counts"][s]["total"] for s in report["counts"]})
+    log.info("dropped: %s", report["dropped"])
+
+
+def encrypt_stage(smk) -> None:
+    from .crypto import encrypt_records, key_id, load_key
+    from .data import load_arrays
+
+    key = load_key(smk.params.key_file, create=True)
+    arrays = load_arrays(smk.input.npz)
+    seconds = encrypt_records(smk.output.container, smk.wildcards.dataset, arrays["images"], arrays["labels"],
+                              arrays["ids"], arrays["splits"], key)
+    _write_timing(smk.output.timing, arrays["ids"], arrays["splits"], seconds)
+    log.info("encrypted %d records under key id %s: %.1f us per image (median)",
+             len(seconds), key_id(key).hex(), 1e6 * float(np.median(seconds)) if len(seconds) else 0)
+
+
+def decrypt_stage(smk) -> None:
+    from .crypto import decrypt_to_arrays, load_key
+    from .data import save_arrays
+    from .datasets import get_dataset
+
+    key = load_key(smk.params.key_file, create=False)
+    arrays, seconds, ids = decrypt_to_arrays(smk.input.container, key)
+    arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
+    save_arrays(smk.output.npz, arrays)
+    _write_timing(smk.output.timing, arrays["ids"], arrays["splits"], seconds)
+    log.info("decrypted and verified %d records: %.1f us per image (median)",
+             len(seconds), 1e6 * float(np.median(seconds)) if len(seconds) else 0)
+
+
+def train_stage(smk) -> None:
+    from .models import configure_backend
+
+    params = dict(smk.params.train)
+    backend = configure_backend(params.get("backend"), _threads(smk))
+    from .data import load_arrays
+    from .files import write_csv, write_json
+    from .models import CNNConfig, TrainConfig, as_model_input, save_model, train
+
+    import pandas as pd
+
+    cfg = TrainConfig(
+        epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+        patience=params["patience"], class_weight=None if params["class_weight"] == "none" else params["class_weight"],
+        seed=params["seed"], model=CNNConfig(**{**params["model"], "filters": tuple(params["model"]["filters"])}),
+    )
+    arrays = load_arrays(smk.input.data)
+    tr, va = arrays["splits"] == "train", arrays["splits"] == "val"
+    n_classes = len(arrays["classes"])
+    log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
+    model, history, info = train(as_model_input(arrays["images"][tr]), arrays["labels"][tr],
+                                 as_model_input(arrays["images"][va]), arrays["labels"][va], n_classes, cfg)
+    info.update({"dataset": smk.wildcards.dataset, "method": smk.wildcards.method, "threads": _threads(smk)})
+    save_model(model, smk.output.model)
+    hist = pd.DataFrame(history)
+    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+    write_csv(smk.output.history, hist)
+    write_json(smk.output.info, info)
+    log.info("trained %d epochs (best %d) in %.0f s, %.0f images/s", info["epochs_run"], info["best_epoch"],
+             info["train_seconds"], info["train_images_per_second"] or 0)
+
+
+def evaluate_stage(smk) -> None:
+    from .models import configure_backend
+
+    configure_backend(smk.params.backend, _threads(smk))
+    import pandas as pd
+
+    from .data import load_arrays
+    from .datasets import get_dataset
+    from .files import write_csv, write_json
+    from .metrics import evaluate, metrics_table
+    from .models import as_model_input, load_model, predict_proba
+
+    spec = get_dataset(smk.wildcards.dataset)
+    arrays = load_arrays(smk.input.data)
+    test = arrays["splits"] == "test"
+    x, y = as_model_input(arrays["images"][test]), arrays["labels"][test]
+    model = load_model(smk.input.model)
+    probs, seconds = predict_proba(model, x)
+    result = {"dataset": spec.name, "method": smk.wildcards.method, "method_title": smk.params.title}
+    result.update(evaluate(y, probs, list(spec.classes), spec.positive_class,
+                           n_boot=smk.params.bootstrap_resamples, seed=smk.params.seed))
+    timing = {"inference": seconds / max(1, len(y))}
+    for part in ("encrypt", "decrypt"):
+        path = getattr(smk.input, f"{part}_timing", None)
+        if path:
+            t = pd.read_csv(path)
+            timing[part] = float(t.loc[t["split"] == "test", "seconds"].mean())
+    timing["total"] = sum(timing.values())
+    result["timing_per_image_s"] = timing
+    result["timing_note"] = ("mean per test image: AES-GCM encrypt and decrypt per record (PyCryptodome, one thread), "
+                             "CNN inference = batched predict time / number of test images")
+    import keras
+
+    result["backend"] = keras.backend.backend()
+    write_json(smk.output.metrics, result)
+    write_csv(smk.output.csv, pd.DataFrame(metrics_table(result)))
+    pred = pd.DataFrame(probs, columns=[f"p_{c}" for c in spec.classes])
+    pred.insert(0, "predicted", probs.argmax(axis=1))
+    pred.insert(0, "label", y)
+    pred.insert(0, "id", arrays["ids"][test])
+    write_csv(smk.output.predictions, pred)
+    log.info("%s on %s: accuracy %.4f [%s], F1 %.4f, AUC %.4f", smk.wildcards.method, spec.name,
+             result["accuracy"]["value"], result["accuracy"]["ci95"], result["f1"]["value"], result["roc_auc"]["value"])
+
+
+def compare_stage(smk) -> None:
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from .datasets import get_dataset
+    from .files import write_csv, write_text
+    from .reporting import comparison_frame, comparison_markdown
+
+    spec = get_dataset(smk.wildcards.dataset)
+    metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
+    paper = yaml.safe_load(Path(smk.input.paper).read_text())
+    frame = comparison_frame(metrics, paper)
+    write_csv(smk.output.csv, frame)
+    write_text(smk.output.md, comparison_markdown(frame, f"{spec.title} — {metrics[0]['n_test']} test images", paper))
+    log.info("comparison table for %s:\n%s", spec.name,
+             frame[["Method", "Accuracy", "F1", "Processing time (s)"]].to_string(index=False))
+
+
+def _write_timing(path, ids, splits, seconds) -> None:
+    import pandas as pd
+
+    from .files import write_csv
+
+    write_csv(path, pd.DataFrame({"id": ids, "split": splits, "seconds": seconds}))

@@ -1,0 +1,23 @@
+rule evaluate:
+    input:
+        unpack(timing_inputs),
+        model="results/{dataset}/models/{method}.keras",
+        data=model_data,
+    output:
+        metrics="results/{dataset}/metrics/{method}.json",
+        csv="results/{dataset}/metrics/{method}.csv",
+        predictions="results/{dataset}/predictions/{method}.csv",
+    params:
+        title=lambda wildcards: METHODS[wildcards.method],
+        backend=config["train"]["backend"],
+        bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
+        seed=config["evaluate"]["seed"],
+    threads: 2
+    log:
+        "logs/evaluate/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/evaluate.py"

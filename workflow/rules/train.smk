@@ -1,0 +1,24 @@
+rule train:
+    input:
+        data=model_data,
+    output:
+        model="results/{dataset}/models/{method}.keras",
+        history=report(
+            "results/{dataset}/training/{method}_history.csv",
+            caption="../report/history.rst",
+            category="Training",
+        ),
+        info="results/{dataset}/training/{method}_training.json",
+    params:
+        train=train_params(),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        "logs/train/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
