@@ -250,9 +250,14 @@ def decrypt_records(path: str | os.PathLike, key: bytes) -> Iterator[tuple[Decry
             except ValueError:
                 raise RecordAuthenticationError(f"{where}: authentication tag does not verify (tampered, moved or corrupted)") from None
             seconds = time.perf_counter() - t0
-            # Authenticated from here on; these checks catch a writer bug, not an attacker.
-            if info.get("dataset") != dataset or info.get("index") != i or len(plaintext) != 2 + h * w:
-                raise ContainerFormatError(f"{where}: record metadata is inconsistent with its position or size")
+            # The associated data is authenticated from here on, so a position that differs from
+            # where the record sits proves it was reordered or moved, not a random corruption.
+            if info.get("index") != i or info.get("dataset") != dataset:
+                raise RecordAuthenticationError(
+                    f"{where}: authenticated position {info.get('index')} of dataset {info.get('dataset')} differs from "
+                    f"its place ({i} of {dataset}): records were reordered or moved")
+            if len(plaintext) != 2 + h * w:
+                raise ContainerFormatError(f"{where}: plaintext size does not match the shape {h}x{w}")
             (label,) = _LABEL.unpack_from(plaintext)
             pixels = np.frombuffer(plaintext, dtype=np.uint8, offset=2).reshape(h, w)
             yield DecryptedRecord(i, rid, str(info["split"]), label, pixels), seconds
