@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from cryptomed.models import CNNConfig, TrainConfig, configure_backend, balanced_class_weight
+
+configure_backend(None, 2)
+
+
+def test_cnn_has_the_papers_building_blocks():
+    from cryptomed.models import build_cnn
+
+    m = build_cnn((32, 32, 1), 4, CNNConfig(filters=(8, 16)))
+    kinds = {type(layer).__name__ for layer in m.layers}
+    assert {"Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D", "Dropout", "Dense"} <= kinds
+    assert m.output_shape == (None, 4)
+    out = m.predict(np.zeros((3, 32, 32, 1), "float32"), verbose=0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_training_learns_a_separable_task_and_saves(tmp_path):
+    from cryptomed.models import load_model, predict_proba, save_model, train
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    x = rng.normal(60, 20, (200, 16, 16, 1)).astype("float32")
+    x[y == 1, 4:12, 4:12] += 120  # bright square = class 1
+    cfg = TrainConfig(epochs=6, batch_size=32, patience=6, seed=1,
+                      model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=16, augment=False))
+    model, history, info = train(x[:160], y[:160], x[160:], y[160:], 2, cfg, verbose=0)
+    probs, seconds = predict_proba(model, x[160:])
+    assert (probs.argmax(1) == y[160:]).mean() > 0.8
+    assert info["epochs_run"] == len(history["loss"]) and seconds > 0
+    save_model(model, tmp_path / "m.keras")
+    again, _ = predict_proba(load_model(tmp_path / "m.keras"), x[160:])
+    np.testing.assert_allclose(again, probs, atol=1e-5)
+
+
+def test_balanced_class_weight():
+    w = balanced_class_weight(np.array([0, 0, 0, 1]), 2)
+    assert w[1] == pytest.approx(3 * w[0])
+
+
+def test_unknown_backend_is_rejected(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    with pytest.raises(ValueError, match="backend"):
+        configure_backend("theano")
