@@ -1,0 +1,242 @@
+"""End to end: the Snakemake workflow on a small real subset of ../shared/data, and its failure paths.
+
+Runs in temporary directories (a copy of the workflow), never in the checkout.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src")
+RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines")
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args, mirror=None, env_extra=None, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k not in ("CRYPTOMED_KEY", "DATA_MIRROR")}
+    env["KERAS_BACKEND"] = "tensorflow"
+    if mirror:
+        env["DATA_MIRROR"] = str(mirror)
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
+        pytest.skip(f"real data mirror not found at {SHARED_DATA}")
+    wd = copy_workflow(tmp_path_factory.mktemp("e2e") / "wf")
+    proc = snakemake(wd, mirror=SHARED_DATA)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wd, proc
+
+
+def test_every_artefact_is_written(run):
+    wd, _ = run
+    for ds in ("chest_xray", "brain_mri"):
+        for rel in (f"data/raw/{ds}/images.tar", f"data/raw/{ds}/manifest.csv", f"data/raw/{ds}/download.json",
+                    f"data/preprocessed/{ds}/images.npz", f"data/preprocessed/{ds}/split_manifest.csv",
+                    f"results/{ds}/data_report.json", f"data/encrypted/{ds}.cmed",
+                    f"results/{ds}/timing/encrypt.csv", f"results/{ds}/timing/decrypt.csv",
+                    f"results/{ds}/comparison.csv", f"results/{ds}/comparison.md"):
+            assert (wd / rel).is_file(), rel
+        for m in ("aes_cnn", "plain_cnn"):
+            for rel in (f"results/{ds}/models/{m}.keras", f"results/{ds}/training/{m}_history.csv",
+                        f"results/{ds}/training/{m}_training.json", f"results/{ds}/metrics/{m}.json",
+                        f"results/{ds}/metrics/{m}.csv", f"results/{ds}/predictions/{m}.csv"):
+                assert (wd / rel).is_file(), rel
+        # decrypted plaintext is temporary: gone once training and evaluation are done
+        assert not (wd / f"data/decrypted/{ds}.npz").exists()
+    for rule in RULES:
+        assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
+        assert list((wd / "logs" / rule).glob("*.log")), rule
+
+
+def test_metrics_have_every_field(run):
+    wd, _ = run
+    for ds, n_classes in (("chest_xray", 2), ("brain_mri", 4)):
+        report = json.loads((wd / f"results/{ds}/data_report.json").read_text())
+        assert report["counts"]["test"]["total"] == 60 * n_classes  # test split kept whole (per-class subset)
+        assert report["counts"]["val"]["total"] > 0
+        for m in ("aes_cnn", "plain_cnn"):
+            r = json.loads((wd / f"results/{ds}/metrics/{m}.json").read_text())
+            assert r["n_test"] == 60 * n_classes and r["dataset"] == ds and r["method"] == m
+            for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
+                assert 0.0 <= r[k]["value"] <= 1.0, (ds, m, k)
+                lo, hi = r[k]["ci95"]
+                assert lo <= r[k]["value"] <= hi
+            assert len(r["confusion_matrix"]) == n_classes and len(r["per_class"]) == n_classes
+            assert r["timing_per_image_s"]["inference"] > 0
+            assert r["timing_per_image_s"]["total"] >= r["timing_per_image_s"]["inference"]
+            if m == "aes_cnn":
+                assert 0 < r["timing_per_image_s"]["encrypt"] < 0.012  # the paper's 12 ms
+                assert 0 < r["timing_per_image_s"]["decrypt"] < 0.015
+        table = (wd / f"results/{ds}/comparison.md").read_text()
+        assert "AES-256-GCM + deep CNN (proposed)" in table and "Conventional CNN without AES" in table
+        assert "Paper Accuracy" in table and "0.965" in table
+
+
+def test_key_material_never_leaves_the_key_file(run):
+    wd, _ = run
+    key_file = wd / ".secrets/cryptomed.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    key_hex = key_file.read_text().strip()
+    key = bytes.fromhex(key_hex)
+    for path in wd.rglob("*"):
+        if path.is_file() and ".secrets" not in path.parts:
+            data = path.read_bytes()
+            assert key not in data and key_hex.encode() not in data, path
+
+
+def test_nothing_to_do_after_a_complete_run(run):
+    wd, _ = run
+    proc = snakemake(wd, "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_tampered_record_stops_decrypt_naming_the_record(run, tmp_path):
+    wd, _ = run
+    container = wd / "data/encrypted/chest_xray.cmed"
+    backup = tmp_path / "backup.cmed"
+    shutil.copy2(container, backup)
+    try:
+        data = bytearray(container.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        container.write_bytes(bytes(data))
+        shutil.copystat(backup, container)
+        proc = snakemake(wd, "data/decrypted/chest_xray.npz")
+        assert proc.returncode != 0
+        log = (wd / "logs/decrypt/chest_xray.log").read_text()
+        assert "RecordAuthenticationError" in log and "record" in log
+        assert not (wd / "data/decrypted/chest_xray.npz").exists()
+    finally:
+        shutil.copy2(backup, container)
+
+
+def test_missing_key_stops_decrypt(run):
+    wd, _ = run
+    (wd / "config/nokey.yaml").write_text("crypto:\n  key_file: .secrets/absent.key\n")
+    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/nokey.yaml", "data/decrypted/brain_mri.npz")
+    assert proc.returncode != 0
+    log = (wd / "logs/decrypt/brain_mri.log").read_text()
+    assert "KeyMissingError" in log and "absent.key" in log
+    assert not (wd / "data/decrypted/brain_mri.npz").exists()
+    assert not (wd / ".secrets/absent.key").exists()  # decrypt never invents a key
+
+
+def test_invalid_config_is_rejected_by_the_schema(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "config/bad.yaml").write_text("preprocess:\n  image_size: big\n")
+    proc = snakemake(wd, "-n", "--configfile", "config/test.yaml", "config/bad.yaml")
+    assert proc.returncode != 0
+    assert "image_size" in proc.stderr + proc.stdout
+
+
+@pytest.fixture
+def small_mirror(tmp_path):
+    """A mirror of 12 real chest X-rays per split and class, in the shared/data layout."""
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "chest_xray_pneumonia"
+    if not (src / "manifest.csv").is_file():
+        pytest.skip("real data mirror not found")
+    rows = list(csv.DictReader(open(src / "manifest.csv")))
+    keep, counts = [], {}
+    for r in rows:
+        k = (r["split"], r["class_name"])
+        if counts.get(k, 0) < 12:
+            counts[k] = counts.get(k, 0) + 1
+            keep.append(r)
+    wanted = {r["path"] for r in keep}
+    blobs = {}
+    with tarfile.open(src / "chest_xray_pneumonia_224.tar") as tf:
+        for m in tf:
+            if m.name in wanted:
+                blobs[m.name] = tf.extractfile(m).read()
+
+    def write(root: Path, blobs, rows):
+        d = root / "chest_xray_pneumonia"
+        d.mkdir(parents=True)
+        with tarfile.open(d / "chest_xray_pneumonia_224.tar", "w") as tf:
+            for name in sorted(blobs):
+                info = tarfile.TarInfo(name)
+                info.size = len(blobs[name])
+                tf.addfile(info, io.BytesIO(blobs[name]))
+        with open(d / "manifest.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        return root
+
+    return keep, blobs, write
+
+
+def _chest_only(wd):
+    (wd / "config/chest.yaml").write_text("datasets: [chest_xray]\npreprocess:\n  image_size: 32\n  aspect: pad\n"
+                                          "  resample: lanczos\n  val_fraction: 0.1\n  seed: 42\n"
+                                          "  on_corrupt: error\n  max_per_class: null\n")
+
+
+def test_checksum_mismatch_stops_download_naming_the_file(small_mirror, tmp_path):
+    keep, blobs, write = small_mirror
+    bad = dict(blobs)
+    victim = keep[5]["path"]
+    bad[victim] = bad[victim][:-1] + bytes([bad[victim][-1] ^ 1])  # one flipped bit, manifest unchanged
+    mirror = write(tmp_path / "mirror", bad, keep)
+    wd = copy_workflow(tmp_path / "wf")
+    _chest_only(wd)
+    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/chest.yaml", "data/raw/chest_xray/images.tar",
+                     mirror=mirror)
+    assert proc.returncode != 0
+    log = (wd / "logs/download/chest_xray.log").read_text()
+    assert "ChecksumError" in log and victim in log
+    assert not (wd / "data/raw/chest_xray").exists() or not any((wd / "data/raw/chest_xray").iterdir())
+
+
+def test_corrupt_image_stops_preprocess_naming_it(small_mirror, tmp_path):
+    keep, blobs, write = small_mirror
+    bad = dict(blobs)
+    victim = keep[30]["path"]
+    bad[victim] = b"\xff\xd8\xff\xe0" + b"\0" * 100  # not a decodable JPEG
+    rows = [dict(r, sha256=hashlib.sha256(bad[r["path"]]).hexdigest()) for r in keep]
+    mirror = write(tmp_path / "mirror", bad, rows)
+    wd = copy_workflow(tmp_path / "wf")
+    _chest_only(wd)
+    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/chest.yaml",
+                     "data/preprocessed/chest_xray/images.npz", mirror=mirror)
+    assert proc.returncode != 0
+    log = (wd / "logs/preprocess/chest_xray.log").read_text()
+    assert "CorruptImageError" in log and victim in log
+    assert not (wd / "data/preprocessed/chest_xray/images.npz").exists()
+    assert not (wd / "results/chest_xray/data_report.json").exists()
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
