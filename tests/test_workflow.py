@@ -137,15 +137,20 @@ def test_tampered_record_stops_decrypt_naming_the_record(run, tmp_path):
         shutil.copy2(backup, container)
 
 
-def test_missing_key_stops_decrypt(run):
+def test_missing_key_stops_decrypt(run, tmp_path):
     wd, _ = run
-    (wd / "config/nokey.yaml").write_text("crypto:\n  key_file: .secrets/absent.key\n")
-    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/nokey.yaml", "data/decrypted/brain_mri.npz")
-    assert proc.returncode != 0
-    log = (wd / "logs/decrypt/brain_mri.log").read_text()
-    assert "KeyMissingError" in log and "absent.key" in log
-    assert not (wd / "data/decrypted/brain_mri.npz").exists()
-    assert not (wd / ".secrets/absent.key").exists()  # decrypt never invents a key
+    key_file = wd / ".secrets/cryptomed.key"
+    backup = tmp_path / "key.backup"
+    shutil.move(key_file, backup)
+    try:
+        proc = snakemake(wd, "data/decrypted/brain_mri.npz")
+        assert proc.returncode != 0
+        log = (wd / "logs/decrypt/brain_mri.log").read_text()
+        assert "KeyMissingError" in log and "cryptomed.key" in log
+        assert not (wd / "data/decrypted/brain_mri.npz").exists()
+        assert not key_file.exists()  # decrypt never invents a key
+    finally:
+        shutil.move(backup, key_file)
 
 
 def test_invalid_config_is_rejected_by_the_schema(tmp_path):

@@ -1,0 +1,37 @@
+"""The same Keras 3 model code on each installed backend (JAX and PyTorch are optional here; the GPU
+machine has them, CI has TensorFlow only, so those cases are skipped there)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from cryptomed.models import configure_backend, CNNConfig, TrainConfig, train, predict_proba, save_model, load_model
+backend = configure_backend(None, 2)
+rng = np.random.default_rng(0)
+y = rng.integers(0, 2, 96); x = rng.normal(60, 20, (96, 16, 16, 1)).astype("float32"); x[y == 1, 4:12, 4:12] += 120
+cfg = TrainConfig(epochs=4, batch_size=16, patience=4, model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=8))
+model, history, info = train(x[:64], y[:64], x[64:], y[64:], 2, cfg, verbose=0)
+p, _ = predict_proba(model, x[64:])
+save_model(model, sys.argv[2]); q, _ = predict_proba(load_model(sys.argv[2]), x[64:])
+assert np.allclose(p, q, atol=1e-5), "save/load changed predictions"
+print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
+"""
+
+
+@pytest.mark.parametrize("backend,module", [("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch")])
+def test_train_save_load_on_backend(backend, module, tmp_path):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / "src"), str(tmp_path / "m.keras")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"OK {backend}" in proc.stdout
