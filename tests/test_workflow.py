@@ -118,6 +118,34 @@ def test_nothing_to_do_after_a_complete_run(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def _planned_rules(proc) -> set[str]:
+    """Rule names from the 'Job stats' table of a dry run."""
+    out = (proc.stdout + proc.stderr).splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("Job stats"))
+    rules = set()
+    for line in out[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        rules.add(parts[0])
+    return rules
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("train:\n  epochs: 3\n", {"decrypt", "train", "evaluate", "compare_baselines", "all"}),
+    ("preprocess:\n  image_size: 24\n",
+     {"preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines", "all"}),
+    ("evaluate:\n  bootstrap_resamples: 50\n", {"decrypt", "evaluate", "compare_baselines", "all"}),
+])
+def test_config_change_reruns_only_what_it_affects(run, override, expected):
+    wd, _ = run
+    (wd / "config/change.yaml").write_text(override)
+    proc = snakemake(wd, "-n", "--configfile", "config/test.yaml", "config/change.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # decrypt reappears only because its plaintext output is temp(): it is recreated for the jobs that need it
+    assert _planned_rules(proc) == expected
+
+
 def test_tampered_record_stops_decrypt_naming_the_record(run, tmp_path):
     wd, _ = run
     container = wd / "data/encrypted/chest_xray.cmed"
