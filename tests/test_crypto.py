@@ -186,3 +186,13 @@ def test_malformed_key_is_rejected_without_echoing_it(monkeypatch, bad):
 def test_key_id_is_a_fingerprint_not_the_key():
     kid = key_id(KEY)
     assert len(kid) == 8 and kid not in KEY and kid != key_id(OTHER_KEY)
+
+
+def test_outputs_get_ordinary_permissions(container):
+    assert stat.S_IMODE(os.stat(container).st_mode) == 0o666 & ~_umask()
+
+
+def _umask():
+    old = os.umask(0)
+    os.umask(old)
+    return old

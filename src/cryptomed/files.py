@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 CHUNK = 1 << 20
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -32,8 +34,8 @@ def atomic_path(target: str | os.PathLike, mode: int | None = None) -> Iterator[
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        if mode is not None:
-            os.chmod(tmp_path, mode)
+        # mkstemp creates 0600; outputs get the usual permissions unless a mode is asked for (keys)
+        os.chmod(tmp_path, mode if mode is not None else 0o666 & ~_UMASK)
         yield tmp_path
         os.replace(tmp_path, target)
     except BaseException:
