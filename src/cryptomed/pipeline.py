@@ -157,7 +157,12 @@ def evaluate_stage(smk) -> None:
     from .models import as_model_input, load_model, predict_proba
 
     spec = get_dataset(smk.wildcards.dataset)
-    arrays = load_arrays(smk.input.data)
+    if "container" in smk.input.keys():
+        from .crypto import decrypt_to_arrays, load_key
+
+        arrays = decrypt_to_arrays(smk.input.container, load_key(smk.params.key_file))[0]
+    else:
+        arrays = load_arrays(smk.input.data)
     test = arrays["splits"] == "test"
     x, y = as_model_input(arrays["images"][test]), arrays["labels"][test]
     model = load_model(smk.input.model)

@@ -1,14 +1,14 @@
 rule evaluate:
     input:
-        unpack(timing_inputs),
+        unpack(evaluate_inputs),
         model="results/{dataset}/models/{method}.keras",
-        data=model_data,
     output:
         metrics="results/{dataset}/metrics/{method}.json",
         csv="results/{dataset}/metrics/{method}.csv",
         predictions="results/{dataset}/predictions/{method}.csv",
     params:
         title=lambda wildcards: METHODS[wildcards.method],
+        key_file=config["crypto"]["key_file"],
         backend=config["train"]["backend"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],
