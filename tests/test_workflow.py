@@ -32,13 +32,15 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args, mirror=None, env_extra=None, timeout=900):
+def snakemake(workdir: Path, *targets, configs=("config/test.yaml",), extra=(), mirror=None, env_extra=None,
+              timeout=900):
     env = {k: v for k, v in os.environ.items() if k not in ("CRYPTOMED_KEY", "DATA_MIRROR")}
     env["KERAS_BACKEND"] = "tensorflow"
     if mirror:
         env["DATA_MIRROR"] = str(mirror)
     env.update(env_extra or {})
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml", *args]
+    # targets first: --configfile takes several values and would swallow them
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *extra, "--configfile", *configs]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -113,7 +115,7 @@ def test_key_material_never_leaves_the_key_file(run):
 
 def test_nothing_to_do_after_a_complete_run(run):
     wd, _ = run
-    proc = snakemake(wd, "-n")
+    proc = snakemake(wd, extra=["-n"])
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -135,14 +137,15 @@ def _planned_rules(proc) -> set[str]:
     ("train:\n  epochs: 3\n", {"decrypt", "train", "evaluate", "compare_baselines", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines", "all"}),
-    ("evaluate:\n  bootstrap_resamples: 50\n", {"decrypt", "evaluate", "compare_baselines", "all"}),
+    # evaluation decrypts in memory: no temp plaintext, no retraining
+    ("evaluate:\n  bootstrap_resamples: 50\n", {"evaluate", "compare_baselines", "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run
     (wd / "config/change.yaml").write_text(override)
-    proc = snakemake(wd, "-n", "--configfile", "config/test.yaml", "config/change.yaml")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # decrypt reappears only because its plaintext output is temp(): it is recreated for the jobs that need it
+    # decrypt reappears with training only because its plaintext output is temp(): it is recreated for training
     assert _planned_rules(proc) == expected
 
 
@@ -184,7 +187,7 @@ def test_missing_key_stops_decrypt(run, tmp_path):
 def test_invalid_config_is_rejected_by_the_schema(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     (wd / "config/bad.yaml").write_text("preprocess:\n  image_size: big\n")
-    proc = snakemake(wd, "-n", "--configfile", "config/test.yaml", "config/bad.yaml")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/bad.yaml"])
     assert proc.returncode != 0
     assert "image_size" in proc.stderr + proc.stdout
 
@@ -242,7 +245,7 @@ def test_checksum_mismatch_stops_download_naming_the_file(small_mirror, tmp_path
     mirror = write(tmp_path / "mirror", bad, keep)
     wd = copy_workflow(tmp_path / "wf")
     _chest_only(wd)
-    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/chest.yaml", "data/raw/chest_xray/images.tar",
+    proc = snakemake(wd, "data/raw/chest_xray/images.tar", configs=["config/test.yaml", "config/chest.yaml"],
                      mirror=mirror)
     assert proc.returncode != 0
     log = (wd / "logs/download/chest_xray.log").read_text()
@@ -259,8 +262,8 @@ def test_corrupt_image_stops_preprocess_naming_it(small_mirror, tmp_path):
     mirror = write(tmp_path / "mirror", bad, rows)
     wd = copy_workflow(tmp_path / "wf")
     _chest_only(wd)
-    proc = snakemake(wd, "--configfile", "config/test.yaml", "config/chest.yaml",
-                     "data/preprocessed/chest_xray/images.npz", mirror=mirror)
+    proc = snakemake(wd, "data/preprocessed/chest_xray/images.npz", configs=["config/test.yaml", "config/chest.yaml"],
+                     mirror=mirror)
     assert proc.returncode != 0
     log = (wd / "logs/preprocess/chest_xray.log").read_text()
     assert "CorruptImageError" in log and victim in log
