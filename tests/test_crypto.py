@@ -54,7 +54,7 @@ def _offsets(path):
 
 def test_round_trip_restores_pixels_labels_ids_and_splits(container, records):
     images, labels, ids, splits = records
-    arrays, seconds, _ = decrypt_to_arrays(container, KEY)
+    arrays, seconds = decrypt_to_arrays(container, KEY)
     np.testing.assert_array_equal(arrays["images"], images)
     np.testing.assert_array_equal(arrays["labels"], labels)
     assert list(arrays["ids"]) == list(ids)

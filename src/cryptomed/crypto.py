@@ -265,8 +265,8 @@ def decrypt_records(path: str | os.PathLike, key: bytes) -> Iterator[tuple[Decry
             raise ContainerFormatError(f"{path}: trailing bytes after the last of {n} records")
 
 
-def decrypt_to_arrays(path: str | os.PathLike, key: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Decrypt a whole container into the arrays layout used by preprocess; return (arrays, seconds, ids)."""
+def decrypt_to_arrays(path: str | os.PathLike, key: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decrypt a whole container into the arrays layout used by preprocess; return (arrays, seconds per record)."""
     images, labels, ids, splits, seconds = [], [], [], [], []
     for rec, sec in decrypt_records(path, key):
         images.append(rec.pixels)
@@ -280,9 +280,5 @@ def decrypt_to_arrays(path: str | os.PathLike, key: bytes) -> tuple[dict[str, np
         "ids": np.array(ids),
         "splits": np.array(splits),
     }
-    return arrays, np.array(seconds), ids
+    return arrays, np.array(seconds)
 
-
-def container_dataset(path: str | os.PathLike) -> str:
-    with open(path, "rb") as fh:
-        return read_header(fh, path)[2]["dataset"]

@@ -44,7 +44,7 @@ def configure_backend(backend: str | None = None, threads: int | None = None) ->
 
             torch.set_num_threads(threads)
         elif chosen == "jax":
-            os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=1 --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
+            os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
     return chosen
 
 

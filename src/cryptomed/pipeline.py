@@ -104,7 +104,7 @@ def decrypt_stage(smk) -> None:
     from .datasets import get_dataset
 
     key = load_key(smk.params.key_file, create=False)
-    arrays, seconds, ids = decrypt_to_arrays(smk.input.container, key)
+    arrays, seconds = decrypt_to_arrays(smk.input.container, key)
     arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
     save_arrays(smk.output.npz, arrays)
     _write_timing(smk.output.timing, arrays["ids"], arrays["splits"], seconds)
@@ -160,7 +160,7 @@ def evaluate_stage(smk) -> None:
     if "container" in smk.input.keys():
         from .crypto import decrypt_to_arrays, load_key
 
-        arrays = decrypt_to_arrays(smk.input.container, load_key(smk.params.key_file))[0]
+        arrays, _ = decrypt_to_arrays(smk.input.container, load_key(smk.params.key_file))
     else:
         arrays = load_arrays(smk.input.data)
     test = arrays["splits"] == "test"
