@@ -1,8 +1,10 @@
 """One function per workflow stage, plus the glue that runs them from Snakemake scripts.
 
 ``workflow/scripts/<stage>.py`` only calls :func:`run_stage` with one of the
-functions below.  Each stage function takes plain paths and values (no Snakemake
-objects) so it can be unit-tested and called from elsewhere (e.g. DVC).
+functions below.  A stage function unpacks the Snakemake object (input, output,
+params, threads, wildcards) and calls the module that does the work
+(``download.fetch``, ``data.run_preprocess``, ``crypto.encrypt_records`` ...);
+those take plain paths and values and are what the unit tests exercise.
 """
 
 from __future__ import annotations
