@@ -196,3 +196,13 @@ def _umask():
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+def test_concurrent_first_use_agrees_on_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "k.key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: load_key(path, create=True), range(16)))
+    assert len(set(keys)) == 1 and load_key(path) == keys[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["k.key"]  # no temporary files left

@@ -30,6 +30,7 @@ import logging
 import os
 import stat
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,13 +102,24 @@ def _parse_hex_key(text: str, where: str) -> bytes:
 
 
 def generate_key_file(path: str | os.PathLike) -> bytes:
-    """Create a new random AES-256 key file with mode 0600; refuse to overwrite one."""
+    """Create a new random AES-256 key file with mode 0600 and return the key.
+
+    Safe against concurrent first use (two encrypt jobs starting together): the key is
+    written to a private temporary file and hard-linked into place, which fails if the
+    file already exists; the loser then reads the winner's complete key.  Never overwrites.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = get_random_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+        os.link(tmp, path)
+    except FileExistsError:
+        return _parse_hex_key(path.read_text(), str(path))
+    finally:
+        os.unlink(tmp)
     return key
 
 
