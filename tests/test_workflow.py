@@ -231,23 +231,21 @@ def small_mirror(tmp_path):
     return keep, blobs, write
 
 
-def _chest_only(wd):
-    (wd / "config/chest.yaml").write_text("datasets: [chest_xray]\npreprocess:\n  image_size: 32\n  aspect: pad\n"
-                                          "  resample: lanczos\n  val_fraction: 0.1\n  seed: 42\n"
-                                          "  on_corrupt: error\n  max_per_class: null\n")
+def _run_chest_only(tmp_path, write, blobs, rows, target):
+    """Write a mirror from ``blobs``/``rows``, run the chest X-ray workflow up to ``target`` on all its images."""
+    mirror = write(tmp_path / "mirror", blobs, rows)
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "config/chest.yaml").write_text("datasets: [chest_xray]\npreprocess:\n  max_per_class: null\n")
+    proc = snakemake(wd, target, configs=["config/test.yaml", "config/chest.yaml"], mirror=mirror)
+    assert proc.returncode != 0
+    return wd
 
 
 def test_checksum_mismatch_stops_download_naming_the_file(small_mirror, tmp_path):
     keep, blobs, write = small_mirror
-    bad = dict(blobs)
     victim = keep[5]["path"]
-    bad[victim] = bad[victim][:-1] + bytes([bad[victim][-1] ^ 1])  # one flipped bit, manifest unchanged
-    mirror = write(tmp_path / "mirror", bad, keep)
-    wd = copy_workflow(tmp_path / "wf")
-    _chest_only(wd)
-    proc = snakemake(wd, "data/raw/chest_xray/images.tar", configs=["config/test.yaml", "config/chest.yaml"],
-                     mirror=mirror)
-    assert proc.returncode != 0
+    bad = dict(blobs, **{victim: blobs[victim][:-1] + bytes([blobs[victim][-1] ^ 1])})  # one flipped bit
+    wd = _run_chest_only(tmp_path, write, bad, keep, "data/raw/chest_xray/images.tar")
     log = (wd / "logs/download/chest_xray.log").read_text()
     assert "ChecksumError" in log and victim in log
     assert not (wd / "data/raw/chest_xray").exists() or not any((wd / "data/raw/chest_xray").iterdir())
@@ -255,16 +253,10 @@ def test_checksum_mismatch_stops_download_naming_the_file(small_mirror, tmp_path
 
 def test_corrupt_image_stops_preprocess_naming_it(small_mirror, tmp_path):
     keep, blobs, write = small_mirror
-    bad = dict(blobs)
     victim = keep[30]["path"]
-    bad[victim] = b"\xff\xd8\xff\xe0" + b"\0" * 100  # not a decodable JPEG
-    rows = [dict(r, sha256=hashlib.sha256(bad[r["path"]]).hexdigest()) for r in keep]
-    mirror = write(tmp_path / "mirror", bad, rows)
-    wd = copy_workflow(tmp_path / "wf")
-    _chest_only(wd)
-    proc = snakemake(wd, "data/preprocessed/chest_xray/images.npz", configs=["config/test.yaml", "config/chest.yaml"],
-                     mirror=mirror)
-    assert proc.returncode != 0
+    bad = dict(blobs, **{victim: b"\xff\xd8\xff\xe0" + b"\0" * 100})  # not a decodable JPEG
+    rows = [dict(r, sha256=hashlib.sha256(bad[r["path"]]).hexdigest()) for r in keep]  # checksums agree
+    wd = _run_chest_only(tmp_path, write, bad, rows, "data/preprocessed/chest_xray/images.npz")
     log = (wd / "logs/preprocess/chest_xray.log").read_text()
     assert "CorruptImageError" in log and victim in log
     assert not (wd / "data/preprocessed/chest_xray/images.npz").exists()
