@@ -16,6 +16,7 @@ SHARED_DATA = Path(os.environ.get("CRYPTOMED_TEST_MIRROR", REPO.parent / "shared
 def _no_key_in_env(monkeypatch):
     """Tests choose their key explicitly; a developer's $CRYPTOMED_KEY must not leak in."""
     monkeypatch.delenv("CRYPTOMED_KEY", raising=False)
+    monkeypatch.delenv("CRYPTOMED_PASSPHRASE", raising=False)
     monkeypatch.delenv("DATA_MIRROR", raising=False)
 
 

@@ -1,163 +1,176 @@
+"""The container: round trip, random access, envelope keys, rotation, nonces, and the bad-input matrix."""
+
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from crypto_helpers import KEK, KEY, OTHER_KEK, OTHER_KEY, flip, layout, make_records, seeded_rng, write_container
 
-from cryptomed import crypto
 from cryptomed.crypto import (
     ContainerFormatError,
-    KeyMissingError,
+    ContainerReader,
+    HeaderAuthenticationError,
     InvalidKeyError,
+    KeyMissingError,
+    NonceReuseError,
+    Passphrase,
+    RawKey,
     RecordAuthenticationError,
     WrongKeyError,
+    check_nonces_unique,
     decrypt_records,
     decrypt_to_arrays,
     encrypt_records,
+    inspect,
     key_id,
+    load_kek,
     load_key,
+    rotate,
 )
-
-KEY = bytes(range(32))
-OTHER_KEY = bytes(range(1, 33))
 
 
 @pytest.fixture
 def records():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(5, 8, 8), dtype=np.uint8)
-    labels = np.array([0, 1, 1, 0, 1])
-    ids = np.array([f"{i:06d}" for i in range(5)])
-    splits = np.array(["train", "train", "val", "test", "test"])
-    return images, labels, ids, splits
+    return make_records()
 
 
 @pytest.fixture
 def container(tmp_path, records):
-    path = tmp_path / "d.cmed"
-    encrypt_records(path, "chest_xray", *records, KEY)
-    return path
+    return write_container(tmp_path / "d.cmed", records=records)
 
 
-def _offsets(path):
-    """Byte offsets (start, end) of each record body in a container."""
-    data = path.read_bytes()
-    with open(path, "rb") as fh:
-        header, _, meta = crypto.read_header(fh, path)
-    pos, out = len(header), []
-    for _ in range(meta["records"]):
-        n = int.from_bytes(data[pos : pos + 4], "big")
-        out.append((pos, pos + 4 + n))
-        pos += 4 + n
-    return data, header, out
+# --------------------------------------------------------------------------- round trip
 
 
-def test_round_trip_restores_pixels_labels_ids_and_splits(container, records):
+@pytest.mark.parametrize("engine", ["pycryptodome", "openssl"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_round_trip_restores_pixels_labels_ids_and_splits(tmp_path, engine, workers, monkeypatch):
+    from cryptomed.crypto import container as container_mod
+
+    monkeypatch.setattr(container_mod, "MIN_RECORDS_PER_WORKER", 2)  # fork even for a small test set
+    records = make_records(n=11)
+    path = write_container(tmp_path / "d.cmed", records=records, engine=engine, workers=workers)
+    arrays, seconds = decrypt_to_arrays(path, KEK, engine=engine, workers=workers)
     images, labels, ids, splits = records
-    arrays, seconds = decrypt_to_arrays(container, KEY)
     np.testing.assert_array_equal(arrays["images"], images)
     np.testing.assert_array_equal(arrays["labels"], labels)
-    assert list(arrays["ids"]) == list(ids)
-    assert list(arrays["splits"]) == list(splits)
-    assert len(seconds) == 5 and (seconds > 0).all()
+    assert list(arrays["ids"]) == list(ids) and list(arrays["splits"]) == list(splits)
+    assert len(seconds) == 11 and (seconds > 0).all()
+
+
+def test_random_access_and_split_filter(container, records):
+    images, labels, ids, splits = records
+    with ContainerReader(container, KEK) as reader:
+        assert len(reader) == 5
+        rec, _ = reader.read(3)
+        assert (rec.index, rec.id, rec.split, rec.label) == (3, ids[3], splits[3], labels[3])
+        np.testing.assert_array_equal(rec.pixels, images[3])
+        with pytest.raises(IndexError):
+            reader.read(5)
+    arrays, seconds = decrypt_to_arrays(container, KEK, splits=("test",))
+    assert list(arrays["ids"]) == list(ids[splits == "test"]) and len(seconds) == 2
+    np.testing.assert_array_equal(arrays["images"], images[splits == "test"])
 
 
 def test_label_and_pixels_are_not_in_the_clear(container, records):
-    images = records[0]
     data = container.read_bytes()
-    assert images[0].tobytes() not in data
+    assert records[0][0].tobytes() not in data
     assert b"label" not in data  # the label lives inside the ciphertext, not in the associated data
+    assert KEY not in data and KEY.hex().encode() not in data
 
 
-def test_fresh_nonce_per_record_and_per_run(tmp_path, records):
-    a, b = tmp_path / "a.cmed", tmp_path / "b.cmed"
-    encrypt_records(a, "chest_xray", *records, KEY)
-    encrypt_records(b, "chest_xray", *records, KEY)
+def test_inspect_needs_no_key_and_shows_no_secret(container):
+    info = inspect(container)
+    assert info["records"] == 5 and info["dataset"] == "chest_xray" and info["kek_id"] == key_id(KEY).hex()
+    assert info["kek_kind"] == "raw" and info["format_version"] == 2 and info["image_shape"] == [8, 8]
+
+
+def test_fresh_nonce_per_record_and_per_run_and_a_fresh_data_key_per_file(tmp_path, records):
+    a = write_container(tmp_path / "a.cmed", records=records)
+    b = write_container(tmp_path / "b.cmed", records=records)
     assert a.read_bytes() != b.read_bytes()
-    data, _, offs = _offsets(a)
-    nonces = set()
-    for start, _ in offs:
-        aad_len = int.from_bytes(data[start + 4 : start + 6], "big")
-        nonces.add(data[start + 6 + aad_len : start + 6 + aad_len + 12])
-    assert len(nonces) == len(offs)
+    assert inspect(a)["data_key_id"] != inspect(b)["data_key_id"]
+    nonces = []
+    for path in (a, b):
+        data = path.read_bytes()
+        nonces += [data[r["nonce"] : r["nonce"] + 12] for r in layout(path)[2]]
+    assert len(set(nonces)) == len(nonces) == 10
 
 
-def test_wrong_key_is_reported_as_wrong_key_not_tampering(container):
-    with pytest.raises(WrongKeyError, match="wrong key"):
-        next(decrypt_records(container, OTHER_KEY))
+def test_nonce_reuse_is_refused_before_anything_is_written(tmp_path, records):
+    counter = iter(range(10**6))
 
+    def repeating_rng(n):  # the same 12 bytes for every nonce: a broken random source
+        return bytes(n) if n % 12 == 0 and n >= 12 else next(counter).to_bytes(n, "big")
 
-@pytest.mark.parametrize("where", ["ciphertext", "tag", "nonce"])
-def test_bit_flip_fails_authentication_naming_the_record(container, where):
-    data, _, offs = _offsets(container)
-    start, end = offs[3]
-    aad_len = int.from_bytes(data[start + 4 : start + 6], "big")
-    pos = {"ciphertext": start + 6 + aad_len + 12 + 5, "tag": end - 1, "nonce": start + 6 + aad_len}[where]
-    buf = bytearray(data)
-    buf[pos] ^= 0x01
-    container.write_bytes(bytes(buf))
-    with pytest.raises(RecordAuthenticationError, match=r"record 3 .*id 000003"):
-        list(decrypt_records(container, KEY))
-
-
-def test_edited_associated_data_fails_authentication(container):
-    data = container.read_bytes()
-    tampered = data.replace(b'"split":"test"', b'"split":"tset"', 1)
-    assert tampered != data
-    container.write_bytes(tampered)
-    with pytest.raises(RecordAuthenticationError, match="record 3"):
-        list(decrypt_records(container, KEY))
-
-
-def test_swapped_records_fail_authentication(container):
-    data, header, offs = _offsets(container)
-    (s0, e0), (s1, e1) = offs[0], offs[1]
-    swapped = data[:s0] + data[s1:e1] + data[s0:e0] + data[e1:]
-    container.write_bytes(swapped)
-    with pytest.raises(RecordAuthenticationError, match="record 0"):
-        list(decrypt_records(container, KEY))
-
-
-def test_record_moved_to_another_dataset_fails(tmp_path, records):
-    a, b = tmp_path / "a.cmed", tmp_path / "b.cmed"
-    encrypt_records(a, "chest_xray", *records, KEY)
-    encrypt_records(b, "brain_mri", *records, KEY)
-    da, _, offa = _offsets(a)
-    db, _, offb = _offsets(b)
-    s, e = offb[2]
-    sa, ea = offa[2]
-    a.write_bytes(da[:sa] + db[s:e] + da[ea:])
-    with pytest.raises(RecordAuthenticationError, match="record 2"):
-        list(decrypt_records(a, KEY))
-
-
-def test_truncated_container_is_a_format_error(container):
-    data = container.read_bytes()
-    container.write_bytes(data[:-7])
-    with pytest.raises(ContainerFormatError, match="truncated"):
-        list(decrypt_records(container, KEY))
-
-
-@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"CMED"])
-def test_not_a_container(tmp_path, content):
-    p = tmp_path / "x.cmed"
-    p.write_bytes(content)
-    with pytest.raises(ContainerFormatError):
-        list(decrypt_records(p, KEY))
-
-
-def test_trailing_bytes_are_rejected(container):
-    container.write_bytes(container.read_bytes() + b"x")
-    with pytest.raises(ContainerFormatError, match="trailing"):
-        list(decrypt_records(container, KEY))
-
-
-def test_failed_encrypt_leaves_no_partial_file(tmp_path, records):
-    images, labels, ids, splits = records
-    path = tmp_path / "out.cmed"
-    with pytest.raises(ValueError):
-        encrypt_records(path, "chest_xray", images, labels[:3], ids, splits, KEY)
+    path = tmp_path / "d.cmed"
+    with pytest.raises(NonceReuseError, match="records 0 and 1 would share a nonce"):
+        encrypt_records(path, "chest_xray", *records, KEK, rng=repeating_rng)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NonceReuseError):
+        check_nonces_unique([b"a" * 12, b"b" * 12, b"a" * 12], "x")
+
+
+def test_seeded_writes_are_reproducible(tmp_path, records):
+    a = write_container(tmp_path / "a.cmed", records=records, rng=seeded_rng(1))
+    b = write_container(tmp_path / "b.cmed", records=records, rng=seeded_rng(1))
+    assert a.read_bytes() == b.read_bytes()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_passphrase_kek_round_trip_and_wrong_passphrase(tmp_path, records):
+    kek = Passphrase("correct horse battery", n=2**10)
+    path = write_container(tmp_path / "p.cmed", records=records, kek=kek)
+    info = inspect(path)
+    assert info["kek_kind"] == "scrypt" and info["kdf"]["n"] == 2**10 and len(info["kdf"]["salt"]) == 32
+    arrays, _ = decrypt_to_arrays(path, Passphrase("correct horse battery"))  # cost comes from the file
+    np.testing.assert_array_equal(arrays["images"], records[0])
+    with pytest.raises(WrongKeyError, match="wrong key"):
+        decrypt_to_arrays(path, Passphrase("incorrect horse battery"))
+    with pytest.raises(WrongKeyError, match="passphrase"):
+        decrypt_to_arrays(path, KEK)
+    assert b"correct horse" not in path.read_bytes()
+
+
+def test_scrypt_parameters_from_a_file_are_bounded(tmp_path, records):
+    path = write_container(tmp_path / "p.cmed", records=records, kek=Passphrase("correct horse battery", n=2**10))
+    data = path.read_bytes().replace(b'"n":1024', b'"n":2048', 1)  # still a power of two: derives a different KEK
+    path.write_bytes(data)
+    with pytest.raises(WrongKeyError):
+        decrypt_to_arrays(path, Passphrase("correct horse battery"))
+    path.write_bytes(data.replace(b'"n":2048', b'"n":4096', 1).replace(b'"p":1', b'"p":9', 1))
+    with pytest.raises(ContainerFormatError, match="out-of-bounds scrypt"):
+        decrypt_to_arrays(path, Passphrase("correct horse battery"))
+
+
+def test_rotation_rewraps_the_data_key_without_touching_records(container):
+    before = container.read_bytes()
+    _, _, recs_before = layout(container)
+    mtime = container.stat().st_mtime_ns
+    old_id, new_id = rotate(container, KEK, OTHER_KEK)
+    assert (old_id, new_id) == (key_id(KEY).hex(), key_id(OTHER_KEY).hex())
+    after = container.read_bytes()
+    _, _, recs_after = layout(container)
+    assert before[recs_before[0]["start"] :] == after[recs_after[0]["start"] :]  # record bytes identical
+    assert container.stat().st_mtime_ns == mtime
+    with pytest.raises(WrongKeyError):
+        decrypt_to_arrays(container, KEK)
+    decrypt_to_arrays(container, OTHER_KEK)
+    rotate(container, OTHER_KEK, Passphrase("a long passphrase", n=2**10))  # raw -> passphrase
+    assert inspect(container)["kek_kind"] == "scrypt"
+    decrypt_to_arrays(container, Passphrase("a long passphrase"))
+
+
+def test_rotation_with_the_wrong_old_key_changes_nothing(container):
+    before = container.read_bytes()
+    with pytest.raises(WrongKeyError):
+        rotate(container, OTHER_KEK, KEK)
+    assert container.read_bytes() == before and [p.name for p in container.parent.iterdir()] == ["d.cmed"]
 
 
 def test_key_file_created_0600_only_when_asked(tmp_path):
@@ -165,22 +178,29 @@ def test_key_file_created_0600_only_when_asked(tmp_path):
     with pytest.raises(KeyMissingError, match="not found"):
         load_key(path)
     key = load_key(path, create=True)
-    assert len(key) == 32
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert load_key(path) == key
+    assert len(key) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600 and load_key(path) == key
 
 
-def test_key_from_environment_wins(tmp_path, monkeypatch):
+def test_key_sources_in_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRYPTOMED_KEY", raising=False)
+    monkeypatch.setenv("CRYPTOMED_PASSPHRASE", "from the environment")
+    assert isinstance(load_kek(tmp_path / "absent.key"), Passphrase)
     monkeypatch.setenv("CRYPTOMED_KEY", KEY.hex())
-    assert load_key(tmp_path / "absent.key") == KEY
+    kek = load_kek(tmp_path / "absent.key")
+    assert isinstance(kek, RawKey) and kek.derive({}) == KEY and KEY.hex() not in repr(kek)
 
 
 @pytest.mark.parametrize("bad", ["abc", "zz" * 32, "00" * 16])
 def test_malformed_key_is_rejected_without_echoing_it(monkeypatch, bad):
     monkeypatch.setenv("CRYPTOMED_KEY", bad)
     with pytest.raises(InvalidKeyError) as exc:
-        load_key(None)
+        load_kek(None)
     assert bad not in str(exc.value)
+
+
+def test_raw_bytes_are_not_accepted_as_a_kek(tmp_path, records):
+    with pytest.raises(InvalidKeyError, match="KeyEncryptionKey"):
+        encrypt_records(tmp_path / "x.cmed", "chest_xray", *records, KEY)
 
 
 def test_key_id_is_a_fingerprint_not_the_key():
@@ -188,21 +208,174 @@ def test_key_id_is_a_fingerprint_not_the_key():
     assert len(kid) == 8 and kid not in KEY and kid != key_id(OTHER_KEY)
 
 
-def test_outputs_get_ordinary_permissions(container):
-    assert stat.S_IMODE(os.stat(container).st_mode) == 0o666 & ~_umask()
-
-
-def _umask():
-    old = os.umask(0)
-    os.umask(old)
-    return old
-
-
 def test_concurrent_first_use_agrees_on_one_key(tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
     path = tmp_path / "k.key"
     with ThreadPoolExecutor(8) as pool:
         keys = list(pool.map(lambda _: load_key(path, create=True), range(16)))
     assert len(set(keys)) == 1 and load_key(path) == keys[0]
-    assert [p.name for p in tmp_path.iterdir()] == ["k.key"]  # no temporary files left
+    assert [p.name for p in tmp_path.iterdir()] == ["k.key"]
+
+
+def test_failed_encrypt_leaves_no_partial_file(tmp_path, records):
+    images, labels, ids, splits = records
+    with pytest.raises(ValueError):
+        encrypt_records(tmp_path / "out.cmed", "chest_xray", images, labels[:3], ids, splits, KEK)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_ordinary_permissions(container):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(container).st_mode) == 0o666 & ~umask
+
+
+# --------------------------------------------------------------------------- the bad-input matrix
+
+
+def _splice_record(path, index, other_path):
+    """Replace record ``index`` of ``path`` by the same-position record of ``other_path``."""
+    _, _, mine = layout(path)
+    _, _, theirs = layout(other_path)
+    data, other = path.read_bytes(), other_path.read_bytes()
+    r, o = mine[index], theirs[index]
+    path.write_bytes(data[: r["start"]] + other[o["start"] : o["end"]] + data[r["end"] :])
+
+
+def _swap(path):
+    _, _, recs = layout(path)
+    data = path.read_bytes()
+    a, b = recs[0], recs[1]
+    path.write_bytes(data[: a["start"]] + data[b["start"] : b["end"]] + data[a["start"] : a["end"]] + data[b["end"] :])
+
+
+def _field(name):
+    return lambda path: flip(path, layout(path)[1][name])
+
+
+def _record(part, index=3):
+    return lambda path: flip(path, layout(path)[2][index][part])
+
+
+def _truncate(path):
+    r = layout(path)[2][3]
+    path.write_bytes(path.read_bytes()[: r["start"] + 10])
+
+
+def _other_file(dataset=None, split=None):
+    def mutate(path):
+        records = make_records()
+        # An attacker splices a record of the same size (the authenticated index fixes every record's size):
+        # one character less in dataset or split is made up by one more in the id.
+        if split:
+            records[3][3] = split
+        if dataset or split:
+            ids = records[2].astype(object)
+            ids[3] = "0" + ids[3]
+            records = (records[0], records[1], ids, records[3])
+        other = write_container(path.with_name("other.cmed"), dataset=dataset or "chest_xray", records=records)
+        _splice_record(path, 3, other)
+
+    return mutate
+
+
+def _edit_split(path):
+    path.write_bytes(path.read_bytes().replace(b'"split":"test"', b'"split":"tset"', 1))
+
+
+def _rewrite(content):
+    return lambda path: path.write_bytes(content)
+
+
+MATRIX = {
+    # case: (mutation, error type, message pattern)
+    "header magic bit flip": (_field("magic"), ContainerFormatError, "not a cryptomed container"),
+    "header version bit flip": (_field("version"), ContainerFormatError, "unsupported container version"),
+    "header algorithm bit flip": (_field("algorithm"), ContainerFormatError, "unsupported algorithm"),
+    "header file id bit flip": (_field("file_id"), HeaderAuthenticationError, "header or key block was modified"),
+    "header data key id bit flip": (_field("data_key_id"), HeaderAuthenticationError, "was modified"),
+    "header dataset bit flip": (_field("meta"), HeaderAuthenticationError, "was modified"),
+    "header record index bit flip": (_field("index"), HeaderAuthenticationError, "was modified"),
+    "header record count bit flip": (_field("record_count"), ContainerFormatError, "do not fit|not valid|truncated"),
+    "key block KEK id bit flip": (_field("kek_id"), WrongKeyError, "wrong key"),
+    "key block KEK kind bit flip": (_field("kek_kind"), ContainerFormatError, "key block is not valid"),
+    "key block wrapped key bit flip": (_field("wrapped_dek"), HeaderAuthenticationError, "does not unwrap"),
+    "record nonce bit flip": (_record("nonce"), RecordAuthenticationError, r"record 3 .*id 000003.*does not verify"),
+    "record ciphertext bit flip": (_record("ciphertext"), RecordAuthenticationError, r"record 3 .*id 000003.*does not verify"),
+    "record tag bit flip": (_record("tag"), RecordAuthenticationError, r"record 3 .*id 000003.*does not verify"),
+    "record length bit flip": (_record("start"), RecordAuthenticationError, r"record 3: length field"),
+    "record associated data edited": (_edit_split, RecordAuthenticationError, r"record 3 .*split tset.*does not verify"),
+    "records swapped within the file": (_swap, RecordAuthenticationError, r"record 0 .*id 000001"),
+    "record moved from another file": (_other_file(), RecordAuthenticationError, r"record 3 .*does not verify"),
+    "record moved from another dataset": (_other_file("brain_mri"), RecordAuthenticationError, r"record 3 .*brain_mri"),
+    "record moved from another split": (_other_file(split="val"), RecordAuthenticationError, r"record 3 .*split val"),
+    "truncated inside a record": (_truncate, ContainerFormatError, r"truncated: record 3 of 5"),
+    "trailing bytes": (lambda p: p.write_bytes(p.read_bytes() + b"x"), ContainerFormatError, "trailing bytes"),
+    "file written under another key": (lambda p: write_container(p, kek=OTHER_KEK), WrongKeyError, "wrong key"),
+    "empty file": (_rewrite(b""), ContainerFormatError, "empty file"),
+    "random garbage": (_rewrite(os.urandom(4096)), ContainerFormatError, "bad magic"),
+    "magic then garbage": (_rewrite(b"CMED" + os.urandom(200)), ContainerFormatError, "unsupported|truncated|do not fit"),
+    "earlier format version": (lambda p: flip(p, 4, 0x03), ContainerFormatError, "version 1 .*earlier cryptomed format"),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+def test_bad_input_matrix(container, case):
+    mutate, error, pattern = MATRIX[case]
+    mutate(container)
+    with pytest.raises(error, match=pattern):
+        decrypt_to_arrays(container, KEK)
+
+
+def test_wrong_key_is_told_apart_from_tampering(container):
+    with pytest.raises(WrongKeyError, match=f"key id {key_id(KEY).hex()}.*has id {key_id(OTHER_KEY).hex()}"):
+        list(decrypt_records(container, OTHER_KEK))
+
+
+def _stage_args(tmp_path, container, key_file):
+    class Named(list):
+        def __init__(self, **kw):
+            super().__init__(kw.values())
+            self.__dict__.update(kw)
+
+        def items(self):
+            return {k: v for k, v in self.__dict__.items()}.items()
+
+        def keys(self):
+            return self.__dict__.keys()
+
+    out = tmp_path / "out"
+    return SimpleNamespace(input=Named(container=str(container)),
+                           output=Named(npz=str(out / "d.npz"), timing=str(out / "timing.csv")),
+                           params=Named(key_file=str(key_file), engine="pycryptodome"), log=[str(tmp_path / "d.log")],
+                           wildcards=Named(dataset="chest_xray"), threads=1), out
+
+
+@pytest.mark.parametrize("case", ["record tag bit flip", "truncated inside a record", "file written under another key",
+                                  "empty file", "header file id bit flip"])
+def test_decrypt_stage_exits_non_zero_naming_the_problem_and_writes_nothing(tmp_path, container, case, monkeypatch):
+    from cryptomed.pipeline import decrypt_stage, run_stage
+
+    monkeypatch.delenv("CRYPTOMED_KEY", raising=False)
+    monkeypatch.delenv("CRYPTOMED_PASSPHRASE", raising=False)
+    key_file = tmp_path / "k.key"
+    key_file.write_text(KEY.hex())
+    key_file.chmod(0o600)
+    MATRIX[case][0](container)
+    smk, out = _stage_args(tmp_path, container, key_file)
+    with pytest.raises(SystemExit) as exc:
+        run_stage(smk, decrypt_stage)
+    assert exc.value.code == 1
+    assert not out.exists() or list(out.iterdir()) == []
+    log = (tmp_path / "d.log").read_text()
+    assert MATRIX[case][1].__name__ in log and KEY.hex() not in log
+
+
+def test_decrypt_stage_without_a_key_is_a_missing_key(tmp_path, container, monkeypatch):
+    from cryptomed.pipeline import decrypt_stage, run_stage
+
+    monkeypatch.delenv("CRYPTOMED_KEY", raising=False)
+    monkeypatch.delenv("CRYPTOMED_PASSPHRASE", raising=False)
+    smk, out = _stage_args(tmp_path, container, tmp_path / "absent.key")
+    with pytest.raises(SystemExit):
+        run_stage(smk, decrypt_stage)
+    assert "KeyMissingError" in (tmp_path / "d.log").read_text() and not out.exists()

@@ -7,6 +7,8 @@ rule decrypt:
         timing="results/{dataset}/timing/decrypt.csv",
     params:
         key_file=config["crypto"]["key_file"],
+        engine=config["crypto"]["engine"],
+    threads: config["crypto"]["threads"]
     log:
         "logs/decrypt/{dataset}.log",
     benchmark:

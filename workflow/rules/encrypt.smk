@@ -7,6 +7,8 @@ rule encrypt:
     params:
         # The key file's path only; the key never enters config, params, logs or outputs.
         key_file=config["crypto"]["key_file"],
+        engine=config["crypto"]["engine"],
+    threads: config["crypto"]["threads"]
     log:
         "logs/encrypt/{dataset}.log",
     benchmark:

@@ -9,6 +9,7 @@ rule evaluate:
     params:
         title=lambda wildcards: METHODS[wildcards.method],
         key_file=config["crypto"]["key_file"],
+        engine=config["crypto"]["engine"],
         backend=config["train"]["backend"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],

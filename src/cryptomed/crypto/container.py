@@ -1,0 +1,503 @@
+"""The cryptomed container (format version 2): envelope-encrypted AES-256-GCM image records.
+
+The byte layout is specified in ``docs/format.md``; in short::
+
+    immutable header  magic "CMED" | version 2 | algorithm 1 | file id (16) | DEK id (8) | N (u32)
+                      | meta length (u32) | meta JSON {"dataset", "shape"} | index: N+1 offsets (u64)
+    key block         length (u32) | KEK kind (u8) | KEK id (8) | KDF params length (u16) | KDF params JSON
+                      | wrap nonce (12) | wrapped DEK (32) | wrap tag (16)
+    records (N)       length (u32) | AAD length (u16) | AAD JSON {"dataset","id","index","shape","split"}
+                      | nonce (12) | ciphertext (2 + h*w) | tag (16)
+
+The data key (DEK) is fresh per container.  It is wrapped under the KEK with
+associated data ``"cryptomed/v2/dek-wrap" || SHA-256(immutable header) || KEK
+kind || KEK id || KDF params``; each record is encrypted under the DEK with a
+fresh random nonce and associated data ``"cryptomed/v2/record" || SHA-256(immutable
+header) || record AAD``.  The plaintext of a record is ``label (u16) || pixels``.
+So a record is bound to its file (file id, DEK), dataset, split, id, shape and
+position; rotation (:func:`rotate`) rewrites only the key block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import multiprocessing
+import os
+import shutil
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..files import atomic_path
+from .engines import NONCE_BYTES, TAG_BYTES, Engine, get_engine
+from .errors import (
+    ContainerFormatError,
+    CryptoError,
+    HeaderAuthenticationError,
+    InvalidKeyError,
+    NonceReuseError,
+    RecordAuthenticationError,
+    WrongKeyError,
+)
+from .keys import KEY_BYTES, KIND_RAW, KIND_SCRYPT, KeyEncryptionKey, canonical_json, key_id
+
+MAGIC = b"CMED"
+VERSION = 2
+ALG_AES_256_GCM = 1
+FILE_ID_BYTES = 16
+_FIXED = struct.Struct(">4sBB16s8sII")  # magic, version, algorithm, file id, DEK id, records, meta length
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_KB_FIXED = struct.Struct(">B8sH")  # KEK kind, KEK id, KDF params length
+WRAP_DOMAIN = b"cryptomed/v2/dek-wrap\x00"
+RECORD_DOMAIN = b"cryptomed/v2/record\x00"
+WRAPPED_BYTES = KEY_BYTES + TAG_BYTES
+MAX_RECORDS = 1 << 24
+MAX_META = 1 << 16
+MAX_KEY_BLOCK = 1 << 12
+MIN_RECORDS_PER_WORKER = 256  # below this, forking costs more than it saves
+
+Rng = Callable[[int], bytes]
+
+
+@dataclass
+class DecryptedRecord:
+    index: int
+    id: str
+    split: str
+    label: int
+    pixels: np.ndarray
+
+
+@dataclass
+class KeyBlock:
+    kind: int
+    kek_id: bytes
+    params: dict
+    params_raw: bytes
+    wrap_nonce: bytes
+    wrapped: bytes
+
+    def to_bytes(self) -> bytes:
+        body = _KB_FIXED.pack(self.kind, self.kek_id, len(self.params_raw)) + self.params_raw + self.wrap_nonce + self.wrapped
+        return _U32.pack(len(body)) + body
+
+    def wrap_aad(self, header_digest: bytes) -> bytes:
+        return WRAP_DOMAIN + header_digest + bytes([self.kind]) + self.kek_id + self.params_raw
+
+
+@dataclass
+class Header:
+    file_id: bytes
+    dek_id: bytes
+    n_records: int
+    dataset: str
+    shape: tuple[int, int]
+    offsets: np.ndarray  # N+1 offsets from the start of the records section
+    raw: bytes  # the immutable header bytes
+    key_block: KeyBlock
+    records_start: int
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.raw).digest()
+
+
+# --------------------------------------------------------------------------- key block
+
+
+def _wrap_dek(kek: KeyEncryptionKey, dek: bytes, header_digest: bytes, engine: Engine, rng: Rng) -> KeyBlock:
+    params = kek.new_params(rng)
+    params_raw = canonical_json(params) if params else b""
+    kek_bytes = kek.derive(params)
+    block = KeyBlock(kek.kind, key_id(kek_bytes), params, params_raw, rng(NONCE_BYTES), b"")
+    block.wrapped = engine.encrypt(kek_bytes, block.wrap_nonce, dek, block.wrap_aad(header_digest))
+    return block
+
+
+def _unwrap_dek(header: Header, kek: KeyEncryptionKey, engine: Engine, path) -> bytes:
+    block = header.key_block
+    if block.kind != kek.kind:
+        kinds = {KIND_RAW: "a raw key", KIND_SCRYPT: "a passphrase"}
+        raise WrongKeyError(f"{path} was encrypted under {kinds.get(block.kind)} (key id {block.kek_id.hex()}), "
+                            f"but {kinds.get(kek.kind)} was given ({kek.description}): wrong key")
+    kek_bytes = kek.derive(block.params)
+    if key_id(kek_bytes) != block.kek_id:
+        raise WrongKeyError(f"{path} was encrypted under key id {block.kek_id.hex()}, but the key given "
+                            f"({kek.description}) has id {key_id(kek_bytes).hex()}: wrong key")
+    dek = engine.decrypt(kek_bytes, block.wrap_nonce, block.wrapped, block.wrap_aad(header.digest))
+    if dek is None or key_id(dek) != header.dek_id:
+        raise HeaderAuthenticationError(f"{path}: the key is right (id {block.kek_id.hex()}) but the data key does not "
+                                        "unwrap: the header or key block was modified")
+    return dek
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _record_aad(dataset: str, index: int, rid: str, split: str, shape) -> bytes:
+    return canonical_json({"dataset": dataset, "index": index, "id": rid, "split": split, "shape": list(shape)})
+
+
+def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray) -> bytes:
+    meta = canonical_json({"dataset": dataset, "shape": list(shape)})
+    n = len(offsets) - 1
+    return _FIXED.pack(MAGIC, VERSION, ALG_AES_256_GCM, file_id, dek_id, n, len(meta)) + meta + offsets.astype(">u8").tobytes()
+
+
+def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, labels, ids, splits,
+                    kek: KeyEncryptionKey, *, engine: str | Engine = "pycryptodome", workers: int = 1,
+                    rng: Rng = os.urandom) -> np.ndarray:
+    """Write one AES-256-GCM record per image to ``path`` (atomically); return per-record seconds.
+
+    ``images`` is ``(N, h, w) uint8``.  All random values (data key, file id, nonces)
+    come from ``rng`` (``os.urandom``; tests pass a seeded one to compare engines byte
+    for byte).  Nonces are drawn up front and checked for uniqueness before anything
+    is written.  ``workers > 1`` encrypts spans of records in forked processes that
+    write straight into the output file.
+    """
+    if not isinstance(kek, KeyEncryptionKey):
+        raise InvalidKeyError("encrypt_records needs a KeyEncryptionKey (RawKey or Passphrase), not raw bytes")
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be an (N, h, w) uint8 array, got {images.dtype} {images.shape}")
+    n, h, w = images.shape
+    if not (len(labels) == len(ids) == len(splits) == n):
+        raise ValueError("images, labels, ids and splits must have the same length")
+    if n > MAX_RECORDS:
+        raise ValueError(f"at most {MAX_RECORDS} records per container")
+    labels = np.asarray(labels, dtype=np.int64)
+    if n and (labels.min() < 0 or labels.max() > 0xFFFF):
+        raise ValueError("labels must fit in 16 bits")
+    engine = get_engine(engine)
+    dek, file_id = rng(KEY_BYTES), rng(FILE_ID_BYTES)
+    nonce_bytes = rng(NONCE_BYTES * n)
+    nonces = [nonce_bytes[i * NONCE_BYTES : (i + 1) * NONCE_BYTES] for i in range(n)]
+    check_nonces_unique(nonces, path)
+    aads = [_record_aad(dataset, i, str(ids[i]), str(splits[i]), (h, w)) for i in range(n)]
+    sizes = np.array([_U32.size + _U16.size + len(a) + NONCE_BYTES + 2 + h * w + TAG_BYTES for a in aads], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    raw = _immutable_header(file_id, key_id(dek), dataset, (h, w), offsets)
+    digest = hashlib.sha256(raw).digest()
+    block = _wrap_dek(kek, dek, digest, engine, rng)
+    prefix = raw + block.to_bytes()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(prefix)
+            fh.truncate(len(prefix) + int(offsets[-1]))
+        job = {"path": str(tmp), "engine": engine, "dek": dek, "aad_prefix": RECORD_DOMAIN + digest, "aads": aads,
+               "nonces": nonces, "images": images, "labels": labels, "base": len(prefix), "offsets": offsets}
+        parts = _run_spans(_encrypt_span, job, n, workers)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def check_nonces_unique(nonces, where) -> None:
+    """Refuse a (key, nonce) pair used twice: GCM nonce reuse leaks the XOR of plaintexts and the hash key."""
+    if len(set(nonces)) != len(nonces):
+        seen: dict[bytes, int] = {}
+        for i, nonce in enumerate(nonces):
+            if nonce in seen:
+                raise NonceReuseError(f"{where}: records {seen[nonce]} and {i} would share a nonce; refusing to write")
+            seen[nonce] = i
+
+
+def _encrypt_span(job, start: int, stop: int) -> np.ndarray:
+    engine = job["engine"]
+    seconds = np.empty(stop - start)
+    fd = os.open(job["path"], os.O_WRONLY)
+    try:
+        for i in range(start, stop):
+            aad, nonce = job["aads"][i], job["nonces"][i]
+            plaintext = int(job["labels"][i]).to_bytes(2, "big") + job["images"][i].tobytes()
+            t0 = time.perf_counter()
+            sealed = engine.encrypt(job["dek"], nonce, plaintext, job["aad_prefix"] + aad)
+            seconds[i - start] = time.perf_counter() - t0
+            body = _U16.pack(len(aad)) + aad + nonce + sealed
+            os.pwrite(fd, _U32.pack(len(body)) + body, job["base"] + int(job["offsets"][i]))
+    finally:
+        os.close(fd)
+    return seconds
+
+
+# --------------------------------------------------------------------------- parallel spans
+
+_FORK_JOB = None
+
+
+def _fork_entry(span):
+    fn, job = _FORK_JOB
+    return fn(job, *span)
+
+
+def _run_spans(fn, job, n: int, workers: int) -> list:
+    """``fn(job, start, stop)`` over ``workers`` contiguous spans, in forked processes when worth it."""
+    workers = max(1, min(int(workers), n // MIN_RECORDS_PER_WORKER))
+    if workers == 1:
+        return [fn(job, 0, n)] if n else []
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    global _FORK_JOB
+    _FORK_JOB = (fn, job)
+    try:
+        # fork: the children inherit the arrays and keys without copying them through pipes.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_fork_entry, spans)
+    finally:
+        _FORK_JOB = None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_exact(fh, n: int, what: str, path) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise ContainerFormatError(f"{path}: truncated in the {what} ({len(data)} of {n} bytes)")
+    return data
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse (not authenticate) the header and key block; every structural problem is a ContainerFormatError."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        if size == 0:
+            raise ContainerFormatError(f"{path}: empty file, not a cryptomed container")
+        fixed = fh.read(_FIXED.size)
+        if fixed[:4] != MAGIC:
+            raise ContainerFormatError(f"{path}: not a cryptomed container (bad magic)")
+        if len(fixed) < _FIXED.size:
+            raise ContainerFormatError(f"{path}: truncated in the header")
+        _, version, alg, file_id, dek_id, n, meta_len = _FIXED.unpack(fixed)
+        if version != VERSION:
+            hint = " (an earlier cryptomed format; re-run encrypt)" if version < VERSION else ""
+            raise ContainerFormatError(f"{path}: unsupported container version {version}{hint}")
+        if alg != ALG_AES_256_GCM:
+            raise ContainerFormatError(f"{path}: unsupported algorithm id {alg}")
+        if n > MAX_RECORDS or meta_len > MAX_META or _FIXED.size + meta_len + 8 * (n + 1) > size:
+            raise ContainerFormatError(f"{path}: header declares {n} records and {meta_len} bytes of metadata, "
+                                       f"which do not fit in a {size}-byte file (truncated or corrupt)")
+        meta_raw = _read_exact(fh, meta_len, "header metadata", path)
+        index_raw = _read_exact(fh, 8 * (n + 1), "record index", path)
+        try:
+            meta = json.loads(meta_raw)
+            dataset, (h, w) = str(meta["dataset"]), (int(v) for v in meta["shape"])
+        except (ValueError, KeyError, TypeError):
+            raise ContainerFormatError(f"{path}: header metadata is not valid") from None
+        offsets = np.frombuffer(index_raw, dtype=">u8").astype(np.int64)
+        if offsets[0] != 0 or (np.diff(offsets) <= 0).any() or h <= 0 or w <= 0:
+            raise ContainerFormatError(f"{path}: record index is not valid")
+        (kb_len,) = _U32.unpack(_read_exact(fh, _U32.size, "key block length", path))
+        if not _KB_FIXED.size + NONCE_BYTES + WRAPPED_BYTES <= kb_len <= MAX_KEY_BLOCK:
+            raise ContainerFormatError(f"{path}: key block length {kb_len} is not valid")
+        kb = _read_exact(fh, kb_len, "key block", path)
+        kind, kek_id, params_len = _KB_FIXED.unpack_from(kb)
+        if kind not in (KIND_RAW, KIND_SCRYPT) or _KB_FIXED.size + params_len + NONCE_BYTES + WRAPPED_BYTES != kb_len:
+            raise ContainerFormatError(f"{path}: key block is not valid (kind {kind})")
+        params_raw = kb[_KB_FIXED.size : _KB_FIXED.size + params_len]
+        try:
+            params = json.loads(params_raw) if params_raw else {}
+            if not isinstance(params, dict):
+                raise ValueError
+        except ValueError:
+            raise ContainerFormatError(f"{path}: key block parameters are not valid") from None
+        rest = kb[_KB_FIXED.size + params_len :]
+        block = KeyBlock(kind, kek_id, params, params_raw, rest[:NONCE_BYTES], rest[NONCE_BYTES:])
+    raw = fixed + meta_raw + index_raw
+    header = Header(file_id, dek_id, n, dataset, (h, w), offsets, raw, block, len(raw) + _U32.size + kb_len)
+    end = header.records_start + int(offsets[-1])
+    if size < end:
+        cut = int(np.searchsorted(offsets, size - header.records_start, side="right")) - 1
+        raise ContainerFormatError(f"{path}: truncated: record {cut} of {n} ends at byte "
+                                   f"{header.records_start + int(offsets[cut + 1])}, the file has {size} bytes")
+    if size > end:
+        raise ContainerFormatError(f"{path}: {size - end} trailing bytes after the last of {n} records")
+    return header
+
+
+class ContainerReader:
+    """Random access to the records of a container, every record verified when read.
+
+    Opening checks the structure, the key id (:class:`WrongKeyError`) and unwraps the
+    data key (:class:`HeaderAuthenticationError` if the header was modified).
+    """
+
+    def __init__(self, path: str | os.PathLike, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome"):
+        self.path = path
+        self.header = read_header(path)
+        self.engine = get_engine(engine)
+        self._dek = _unwrap_dek(self.header, kek, self.engine, path)
+        self._aad_prefix = RECORD_DOMAIN + self.header.digest
+        self._fh = open(path, "rb")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._fh.close()
+
+    def __len__(self) -> int:
+        return self.header.n_records
+
+    def _raw(self, i: int) -> tuple[bytes, dict, str]:
+        hdr = self.header
+        start, stop = int(hdr.offsets[i]), int(hdr.offsets[i + 1])
+        self._fh.seek(hdr.records_start + start)
+        blob = self._fh.read(stop - start)
+        where = f"{self.path}: record {i}"
+        (rec_len,) = _U32.unpack_from(blob)
+        if rec_len != len(blob) - _U32.size:
+            raise RecordAuthenticationError(f"{where}: length field {rec_len} disagrees with the index "
+                                            f"({len(blob) - _U32.size}); the record was modified")
+        try:
+            (aad_len,) = _U16.unpack_from(blob, _U32.size)
+            aad = blob[6 : 6 + aad_len]
+            info = json.loads(aad)
+            where = (f"{self.path}: record {i} (dataset {info.get('dataset')}, split {info.get('split')}, "
+                     f"id {info.get('id')})")
+            if not isinstance(info, dict) or len(blob) < 6 + aad_len + NONCE_BYTES + TAG_BYTES:
+                raise ValueError
+        except (ValueError, struct.error, AttributeError):
+            raise RecordAuthenticationError(f"{where}: associated data is corrupt") from None
+        return blob[_U32.size :], info, where
+
+    def peek_split(self, i: int) -> str | None:
+        """The split a record claims (unauthenticated until the record is read)."""
+        return self._raw(i)[1].get("split")
+
+    def read(self, i: int) -> tuple[DecryptedRecord, float]:
+        """Decrypt and verify record ``i``; return it with the seconds the decryption took."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        body, info, where = self._raw(i)
+        aad_len = _U16.unpack_from(body)[0]
+        aad = body[2 : 2 + aad_len]
+        nonce = body[2 + aad_len : 2 + aad_len + NONCE_BYTES]
+        sealed = body[2 + aad_len + NONCE_BYTES :]
+        t0 = time.perf_counter()
+        plaintext = self.engine.decrypt(self._dek, nonce, sealed, self._aad_prefix + aad)
+        seconds = time.perf_counter() - t0
+        if plaintext is None:
+            raise RecordAuthenticationError(f"{where}: authentication tag does not verify (tampered, moved or corrupted)")
+        # Authenticated from here on: a position, dataset or shape that differs from where the record
+        # sits proves it was reordered or moved, not randomly corrupted.
+        hdr = self.header
+        if info.get("index") != i or info.get("dataset") != hdr.dataset or tuple(info.get("shape", ())) != hdr.shape:
+            raise RecordAuthenticationError(
+                f"{where}: authenticated position {info.get('index')} of dataset {info.get('dataset')} differs from "
+                f"its place ({i} of {hdr.dataset}): records were reordered or moved")
+        h, w = hdr.shape
+        if len(plaintext) != 2 + h * w:
+            raise ContainerFormatError(f"{where}: plaintext size does not match the shape {h}x{w}")
+        label = int.from_bytes(plaintext[:2], "big")
+        pixels = np.frombuffer(plaintext, dtype=np.uint8, offset=2).reshape(h, w)
+        return DecryptedRecord(i, str(info["id"]), str(info["split"]), label, pixels), seconds
+
+    def __iter__(self) -> Iterator[tuple[DecryptedRecord, float]]:
+        for i in range(len(self)):
+            yield self.read(i)
+
+
+def decrypt_records(path, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome") -> Iterator[tuple[DecryptedRecord, float]]:
+    """Yield ``(record, seconds)`` for every record in order, verifying each tag."""
+    with ContainerReader(path, kek, engine) as reader:
+        yield from reader
+
+
+def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "pycryptodome", workers: int = 1,
+                      splits: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decrypt a container into the arrays layout used by preprocess; return (arrays, seconds per record).
+
+    ``splits`` keeps only records whose (authenticated) split is listed, without
+    decrypting the others.  ``workers > 1`` decrypts spans in forked processes into
+    shared memory; use 1 in processes that run threaded libraries (TensorFlow).
+    """
+    with ContainerReader(path, kek, engine) as reader:
+        header = reader.header
+    n, (h, w) = header.n_records, header.shape
+    shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
+    job = {"path": path, "kek": kek, "engine": engine, "pixels": shared, "shape": (h, w),
+           "splits": None if splits is None else set(splits)}
+    parts = _run_spans(_decrypt_span, job, n, workers)
+    pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)
+    keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
+    cat = lambda key, dtype: np.concatenate([p[key] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    arrays = {
+        "images": pixels[keep].copy(),
+        "labels": cat("labels", np.int64),
+        "ids": np.array(sum((p["ids"] for p in parts), [])),
+        "splits": np.array(sum((p["split"] for p in parts), [])),
+    }
+    seconds = cat("seconds", np.float64)
+    del pixels  # the shared mapping is released with its last view
+    return arrays, seconds
+
+
+def _decrypt_span(job, start: int, stop: int) -> dict:
+    h, w = job["shape"]
+    out = np.frombuffer(job["pixels"], dtype=np.uint8, count=max(1, stop) * h * w)
+    res = {"keep": np.zeros(stop - start, bool), "labels": [], "ids": [], "split": [], "seconds": []}
+    with ContainerReader(job["path"], job["kek"], job["engine"]) as reader:
+        for i in range(start, stop):
+            if job["splits"] is not None and reader.peek_split(i) not in job["splits"]:
+                continue  # the record's tag is still checked if the split is wanted; skipped ones are not used
+            rec, sec = reader.read(i)
+            if job["splits"] is not None and rec.split not in job["splits"]:
+                continue
+            out[i * h * w : (i + 1) * h * w] = rec.pixels.reshape(-1)
+            res["keep"][i - start] = True
+            res["labels"].append(rec.label)
+            res["ids"].append(rec.id)
+            res["split"].append(rec.split)
+            res["seconds"].append(sec)
+    return res
+
+
+# --------------------------------------------------------------------------- keys: rotation and inspection
+
+
+def rotate(path: str | os.PathLike, old: KeyEncryptionKey, new: KeyEncryptionKey, *, keep_mtime: bool = True,
+           rng: Rng = os.urandom) -> tuple[str, str]:
+    """Re-wrap the container's data key under ``new``; the records are copied byte for byte.
+
+    The old KEK must open the container (wrong key / tampering are reported as on
+    decrypt).  The file is replaced atomically; its modification time is kept by
+    default so that workflow tools do not treat the (unchanged) records as new
+    data.  Returns the old and new KEK ids (hex).
+    """
+    engine = get_engine("pycryptodome")
+    header = read_header(path)
+    dek = _unwrap_dek(header, old, engine, path)
+    block = _wrap_dek(new, dek, header.digest, engine, rng)
+    st = os.stat(path)
+    with atomic_path(path) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(header.raw + block.to_bytes())
+        src.seek(header.records_start)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return header.key_block.kek_id.hex(), block.kek_id.hex()
+
+
+def inspect(path: str | os.PathLike) -> dict:
+    """Public facts about a container (no key needed, nothing secret)."""
+    hdr = read_header(path)
+    kb = hdr.key_block
+    return {
+        "path": str(path), "format_version": VERSION, "algorithm": "AES-256-GCM", "dataset": hdr.dataset,
+        "records": hdr.n_records, "image_shape": list(hdr.shape), "file_id": hdr.file_id.hex(),
+        "data_key_id": hdr.dek_id.hex(), "kek_kind": {KIND_RAW: "raw", KIND_SCRYPT: "scrypt"}[kb.kind],
+        "kek_id": kb.kek_id.hex(), "kdf": kb.params, "bytes": Path(path).stat().st_size,
+    }
+
+
+__all__ = ["ContainerReader", "CryptoError", "DecryptedRecord", "decrypt_records", "decrypt_to_arrays",
+           "encrypt_records", "inspect", "read_header", "rotate"]
