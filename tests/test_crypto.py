@@ -114,6 +114,14 @@ def test_nonce_reuse_is_refused_before_anything_is_written(tmp_path, records):
         check_nonces_unique([b"a" * 12, b"b" * 12, b"a" * 12], "x")
 
 
+def test_fast_record_aad_formatting_equals_canonical_json():
+    from cryptomed.crypto.container import _record_aad, _record_aads
+
+    ids, splits = ["a", 'q"uote', "\u00e9t\u00e9", "x\\y", "007"], ["train", "val", "test", "tr\nain", "val"]
+    fast = _record_aads("brain_mri", ids, splits, (64, 48))
+    assert fast == [_record_aad("brain_mri", i, r, s, (64, 48)) for i, (r, s) in enumerate(zip(ids, splits))]
+
+
 def test_seeded_writes_are_reproducible(tmp_path, records):
     a = write_container(tmp_path / "a.cmed", records=records, rng=seeded_rng(1))
     b = write_container(tmp_path / "b.cmed", records=records, rng=seeded_rng(1))

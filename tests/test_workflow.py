@@ -75,6 +75,21 @@ def test_every_artefact_is_written(run):
     for rule in RULES:
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
         assert list((wd / "logs" / rule).glob("*.log")), rule
+    for rel in ("per_image.csv", "summary.csv", "summary.md", "modes.png", "histograms.png"):
+        assert (wd / "results/security" / rel).is_file(), rel
+    assert (wd / "results/benchmarks/security_analysis.tsv").is_file() and (wd / "logs/security_analysis.log").is_file()
+
+
+def test_security_analysis_separates_ecb_from_gcm(run):
+    import pandas as pd
+
+    wd, _ = run
+    summary = pd.read_csv(wd / "results/security/summary.csv")
+    assert set(summary["dataset"]) == {"chest_xray", "brain_mri"} and (summary["images"] == 2).all()
+    by_mode = summary.groupby("mode")[["npcr", "uaci", "entropy", "horizontal"]].mean()
+    assert by_mode.loc["ECB", "npcr"] < 1 and by_mode.loc["GCM, fresh nonce (cryptomed)", "npcr"] > 99
+    assert by_mode.loc["Plain image", "horizontal"] > 0.8 > abs(by_mode.loc["GCM, fresh nonce (cryptomed)", "horizontal"])
+    assert "Wu, Noonan & Agaian" in (wd / "results/security/summary.md").read_text()
 
 
 def test_metrics_have_every_field(run):
@@ -182,6 +197,42 @@ def test_missing_key_stops_decrypt(run, tmp_path):
         assert not key_file.exists()  # decrypt never invents a key
     finally:
         shutil.move(backup, key_file)
+
+
+def test_wrong_key_stops_decrypt_as_a_wrong_key(run):
+    wd, _ = run
+    proc = snakemake(wd, "data/decrypted/brain_mri.npz", env_extra={"CRYPTOMED_KEY": "11" * 32})
+    assert proc.returncode != 0
+    log = (wd / "logs/decrypt/brain_mri.log").read_text()
+    assert "WrongKeyError" in log and "11" * 32 not in log
+    assert not (wd / "data/decrypted/brain_mri.npz").exists()
+
+
+def test_rotating_the_key_reruns_nothing_and_the_new_key_decrypts(run, tmp_path):
+    wd, _ = run
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    new_key = tmp_path / "new.key"
+    old_key = wd / ".secrets/cryptomed.key"
+    containers = [str(wd / f"data/encrypted/{ds}.cmed") for ds in ("chest_xray", "brain_mri")]
+    backups = {c: Path(c).read_bytes() for c in containers}
+    old_bytes = old_key.read_bytes()
+    try:
+        subprocess.run([sys.executable, "-m", "cryptomed", "keygen", str(new_key)], check=True, env=env, capture_output=True)
+        r = subprocess.run([sys.executable, "-m", "cryptomed", "rotate", *containers, "--old-key-file", str(old_key),
+                            "--new-key-file", str(new_key)], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        shutil.copy2(new_key, old_key)  # the configured key file now holds the new KEK
+        proc = snakemake(wd, extra=["-n"])
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+        proc = snakemake(wd, "data/decrypted/brain_mri.npz")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        for c, data in backups.items():
+            st = os.stat(c)
+            Path(c).write_bytes(data)
+            os.utime(c, ns=(st.st_atime_ns, st.st_mtime_ns))
+        old_key.write_bytes(old_bytes)
+        (wd / "data/decrypted/brain_mri.npz").unlink(missing_ok=True)
 
 
 def test_invalid_config_is_rejected_by_the_schema(tmp_path):

@@ -220,6 +220,36 @@ def compare_stage(smk) -> None:
              frame[["Method", "Accuracy", "F1", "Processing time (s)"]].to_string(index=False))
 
 
+def security_stage(smk) -> None:
+    import pandas as pd
+
+    from .datasets import get_dataset
+    from .files import write_csv, write_text
+    from .security import (analyse_image, critical_values, plot_histograms_and_correlation, plot_modes, sample_images,
+                           summarise, summary_markdown)
+
+    cfg = dict(smk.params.security)
+    size, per_image, figures = int(cfg["image_size"]), [], {}
+    rng = np.random.default_rng(cfg["seed"])
+    for dataset, tar, manifest in zip(smk.params.datasets, smk.input.tars, smk.input.manifests):
+        spec = get_dataset(dataset)
+        sample = sample_images(spec, tar, manifest, int(cfg["sample_per_dataset"]), size, int(cfg["seed"]))
+        for k, (member, cls, pixels) in enumerate(sample):
+            rows, images = analyse_image(pixels, rng)
+            per_image += [{"dataset": dataset, "image": k, "class": cls, **r} for r in rows]
+            figures.setdefault(dataset, (f"{spec.title}: one {cls} test image, {size}x{size}, AES-256", images))
+        log.info("%s: analysed %d images x %d modes", dataset, len(sample), len(rows) - 1)
+    frame = pd.DataFrame(per_image)
+    summary = summarise(frame)
+    write_csv(smk.output.per_image, frame)
+    write_csv(smk.output.summary, summary)
+    write_text(smk.output.md, summary_markdown(summary, critical_values(size, size), size))
+    first = smk.params.datasets[0]
+    plot_modes(figures[first][1], figures[first][0], smk.output.modes_figure)
+    plot_histograms_and_correlation(figures[first][1], figures[first][0], smk.output.histogram_figure)
+    log.info("summary:\n%s", summary[["dataset", "mode", "entropy", "horizontal", "npcr", "uaci"]].to_string(index=False))
+
+
 def _write_timing(path, ids, splits, seconds) -> None:
     import pandas as pd
 

@@ -21,7 +21,10 @@ wildcard_constraints:
 
 
 def all_targets():
-    return expand("results/{dataset}/comparison.md", dataset=DATASETS)
+    targets = expand("results/{dataset}/comparison.md", dataset=DATASETS)
+    if config["security"]["enabled"]:
+        targets.append("results/security/summary.md")
+    return targets
 
 
 def model_data(wildcards):

@@ -145,6 +145,14 @@ def _record_aad(dataset: str, index: int, rid: str, split: str, shape) -> bytes:
     return canonical_json({"dataset": dataset, "index": index, "id": rid, "split": split, "shape": list(shape)})
 
 
+def _record_aads(dataset: str, ids, splits, shape) -> list[bytes]:
+    """``_record_aad`` for every record, formatted directly (identical bytes; tested), ~5x faster than json.dumps."""
+    q = json.encoder.encode_basestring_ascii  # the escaping json.dumps uses
+    head, tail = f'{{"dataset":{q(dataset)},"id":', f',"shape":[{int(shape[0])},{int(shape[1])}],"split":'
+    splits_q = {s: q(s) for s in set(map(str, splits))}
+    return [f'{head}{q(str(rid))},"index":{i}{tail}{splits_q[str(sp)]}}}'.encode() for i, (rid, sp) in enumerate(zip(ids, splits))]
+
+
 def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray) -> bytes:
     meta = canonical_json({"dataset": dataset, "shape": list(shape)})
     n = len(offsets) - 1
@@ -180,7 +188,7 @@ def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, l
     nonce_bytes = rng(NONCE_BYTES * n)
     nonces = [nonce_bytes[i * NONCE_BYTES : (i + 1) * NONCE_BYTES] for i in range(n)]
     check_nonces_unique(nonces, path)
-    aads = [_record_aad(dataset, i, str(ids[i]), str(splits[i]), (h, w)) for i in range(n)]
+    aads = _record_aads(dataset, ids, splits, (h, w))
     sizes = np.array([_U32.size + _U16.size + len(a) + NONCE_BYTES + 2 + h * w + TAG_BYTES for a in aads], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     raw = _immutable_header(file_id, key_id(dek), dataset, (h, w), offsets)
@@ -218,8 +226,8 @@ def _encrypt_span(job, start: int, stop: int) -> np.ndarray:
             t0 = time.perf_counter()
             sealed = engine.encrypt(job["dek"], nonce, plaintext, job["aad_prefix"] + aad)
             seconds[i - start] = time.perf_counter() - t0
-            body = _U16.pack(len(aad)) + aad + nonce + sealed
-            os.pwrite(fd, _U32.pack(len(body)) + body, job["base"] + int(job["offsets"][i]))
+            prefix = _U32.pack(_U16.size + len(aad) + NONCE_BYTES + len(sealed)) + _U16.pack(len(aad))
+            os.pwritev(fd, [prefix, aad, nonce, sealed], job["base"] + int(job["offsets"][i]))  # no concatenation
     finally:
         os.close(fd)
     return seconds
@@ -240,14 +248,15 @@ def _run_spans(fn, job, n: int, workers: int) -> list:
     workers = max(1, min(int(workers), n // MIN_RECORDS_PER_WORKER))
     if workers == 1:
         return [fn(job, 0, n)] if n else []
-    bounds = np.linspace(0, n, workers + 1).astype(int)
+    # 4 spans per worker, handed out as workers become free: a slow core does not hold up the rest.
+    bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
     spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     global _FORK_JOB
     _FORK_JOB = (fn, job)
     try:
         # fork: the children inherit the arrays and keys without copying them through pipes.
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_fork_entry, spans)
+            return pool.map(_fork_entry, spans, chunksize=1)
     finally:
         _FORK_JOB = None
 
@@ -333,7 +342,7 @@ class ContainerReader:
         self.engine = get_engine(engine)
         self._dek = _unwrap_dek(self.header, kek, self.engine, path)
         self._aad_prefix = RECORD_DOMAIN + self.header.digest
-        self._fh = open(path, "rb")
+        self._fd = os.open(path, os.O_RDONLY)
 
     def __enter__(self):
         return self
@@ -342,7 +351,9 @@ class ContainerReader:
         self.close()
 
     def close(self):
-        self._fh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __len__(self) -> int:
         return self.header.n_records
@@ -350,8 +361,7 @@ class ContainerReader:
     def _raw(self, i: int) -> tuple[bytes, dict, str]:
         hdr = self.header
         start, stop = int(hdr.offsets[i]), int(hdr.offsets[i + 1])
-        self._fh.seek(hdr.records_start + start)
-        blob = self._fh.read(stop - start)
+        blob = memoryview(os.pread(self._fd, stop - start, hdr.records_start + start))
         where = f"{self.path}: record {i}"
         (rec_len,) = _U32.unpack_from(blob)
         if rec_len != len(blob) - _U32.size:
@@ -359,7 +369,7 @@ class ContainerReader:
                                             f"({len(blob) - _U32.size}); the record was modified")
         try:
             (aad_len,) = _U16.unpack_from(blob, _U32.size)
-            aad = blob[6 : 6 + aad_len]
+            aad = bytes(blob[6 : 6 + aad_len])
             info = json.loads(aad)
             where = (f"{self.path}: record {i} (dataset {info.get('dataset')}, split {info.get('split')}, "
                      f"id {info.get('id')})")
@@ -379,8 +389,8 @@ class ContainerReader:
             raise IndexError(i)
         body, info, where = self._raw(i)
         aad_len = _U16.unpack_from(body)[0]
-        aad = body[2 : 2 + aad_len]
-        nonce = body[2 + aad_len : 2 + aad_len + NONCE_BYTES]
+        aad = bytes(body[2 : 2 + aad_len])
+        nonce = bytes(body[2 + aad_len : 2 + aad_len + NONCE_BYTES])
         sealed = body[2 + aad_len + NONCE_BYTES :]
         t0 = time.perf_counter()
         plaintext = self.engine.decrypt(self._dek, nonce, sealed, self._aad_prefix + aad)
@@ -427,17 +437,16 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
     job = {"path": path, "kek": kek, "engine": engine, "pixels": shared, "shape": (h, w),
            "splits": None if splits is None else set(splits)}
     parts = _run_spans(_decrypt_span, job, n, workers)
-    pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)
+    pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)  # keeps the mapping alive
     keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
     cat = lambda key, dtype: np.concatenate([p[key] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
     arrays = {
-        "images": pixels[keep].copy(),
+        "images": pixels if keep.all() else pixels[keep],
         "labels": cat("labels", np.int64),
         "ids": np.array(sum((p["ids"] for p in parts), [])),
         "splits": np.array(sum((p["split"] for p in parts), [])),
     }
     seconds = cat("seconds", np.float64)
-    del pixels  # the shared mapping is released with its last view
     return arrays, seconds
 
 
