@@ -17,6 +17,7 @@ include: "workflow/rules/encrypt.smk"
 include: "workflow/rules/decrypt.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/security.smk"
 

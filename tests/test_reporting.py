@@ -1,27 +1,49 @@
 import numpy as np
+import pandas as pd
+import pytest
 
 from cryptomed.metrics import evaluate
-from cryptomed.reporting import comparison_frame, comparison_markdown
+from cryptomed.reporting import comparison_figure, comparison_frame, comparison_markdown, mcnemar, paired_tests
 
-PAPER = {"source": "test", "methods": {"aes_cnn": {"accuracy": 0.965}}, "aes_time_per_image_s": {"encrypt": 0.012}}
+PAPER = {"source": "test", "methods": {"aes_cnn": {"accuracy": 0.965}}, "aes_time_per_image_s": {"encrypt": 0.012, "decrypt": 0.015}}
+Y = np.random.default_rng(0).integers(0, 2, 100)
 
 
-def metrics(method, title, acc_noise):
-    rng = np.random.default_rng(acc_noise)
-    y = rng.integers(0, 2, 100)
-    pred = np.where(rng.random(100) < 0.8, y, 1 - y)
+def run(method, title, seed):
+    rng = np.random.default_rng(seed)
+    pred = np.where(rng.random(100) < 0.8, Y, 1 - Y)
     p = np.stack([1 - pred * 0.8 - 0.1, pred * 0.8 + 0.1], 1)
-    r = evaluate(y, p, ["N", "P"], "P", n_boot=20)
+    r = evaluate(Y, p, ["N", "P"], "P", n_boot=20)
     r.update(method=method, method_title=title, timing_per_image_s={"inference": 0.001, "total": 0.001})
-    return r
+    preds = pd.DataFrame({"id": [f"{i:03d}" for i in range(100)], "label": Y, "predicted": pred})
+    return r, preds
 
 
-def test_table_has_papers_columns_and_one_row_per_method():
-    frame = comparison_frame([metrics("aes_cnn", "Proposed", 1), metrics("plain_cnn", "Baseline", 2)], PAPER)
-    assert list(frame["Method"]) == ["Proposed", "Baseline"]
-    assert frame.loc[0, "Paper Accuracy"] == 0.965 and np.isnan(frame.loc[1, "Paper Accuracy"])
-    md = comparison_markdown(frame, "Chest", PAPER)
+def test_table_has_every_column_one_row_per_method_and_paired_tests(tmp_path):
+    (a, pa), (b, pb), (c, pc) = run("aes_cnn", "Proposed", 1), run("plain_cnn", "Plain", 1), run("he", "HE", 2)
+    frame = comparison_frame([a, b, c], PAPER, {"aes_cnn": pa, "plain_cnn": pb, "he": pc})
+    assert list(frame["Method"]) == ["Proposed", "Plain", "HE"]
+    assert frame.loc[0, "Paper Accuracy"] == 0.965 and pd.isna(frame.loc[1, "Paper Accuracy"])
+    assert frame.loc[1, "identical predictions to proposed"] and frame.loc[1, "McNemar p vs proposed"] == 1.0
+    md = comparison_markdown(frame, "Chest", PAPER, [{"name": "Ref", "accuracy": 0.9, "source": "x"}])
     header = md.splitlines()[2]
-    for col in ("Method", "Accuracy", "Precision", "Recall", "F1", "Processing time (s)", "Paper Accuracy"):
-        assert f"| {col} |" in header or f" {col} |" in header
-    assert "| Proposed | " in md and "0.965" in md and "—" in md
+    for col in ("Accuracy", "Precision", "Recall", "F1", "Specificity", "AUC", "Paper Accuracy", "McNemar"):
+        assert col in header
+    assert "| Proposed | " in md and "0.965" in md and "identical predictions" in md and "Ref: accuracy 0.9" in md
+    comparison_figure(frame, "Chest", PAPER, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mcnemar_exact_values():
+    a = np.array([1] * 10 + [0] * 2 + [1] * 20, bool)
+    b = np.array([0] * 10 + [1] * 2 + [1] * 20, bool)
+    r = mcnemar(a, b)
+    assert (r["only_proposed_correct"], r["only_baseline_correct"]) == (10, 2)
+    assert r["p_value"] == pytest.approx(0.0385742, abs=1e-6)  # 2 * P(X <= 2), X ~ Bin(12, 0.5)
+    assert mcnemar(a, a)["p_value"] == 1.0
+
+
+def test_paired_tests_match_by_id_not_row_order():
+    (a, pa), (b, pb) = run("aes_cnn", "P", 1), run("x", "X", 1)
+    shuffled = pb.sample(frac=1, random_state=0)
+    assert paired_tests({"aes_cnn": pa, "x": shuffled})["x"]["identical_predictions"]

@@ -152,12 +152,8 @@ def evaluate_stage(smk) -> None:
     from .models import configure_backend
 
     configure_backend(smk.params.backend, _threads(smk))
-    import pandas as pd
-
     from .data import load_arrays
     from .datasets import get_dataset
-    from .files import write_csv, write_json
-    from .metrics import evaluate, metrics_table
     from .models import as_model_input, load_model, predict_proba
 
     spec = get_dataset(smk.wildcards.dataset)
@@ -173,31 +169,131 @@ def evaluate_stage(smk) -> None:
     x, y = as_model_input(arrays["images"][test]), arrays["labels"][test]
     model = load_model(smk.input.model)
     probs, seconds = predict_proba(model, x)
-    result = {"dataset": spec.name, "method": smk.wildcards.method, "method_title": smk.params.title}
-    result.update(evaluate(y, probs, list(spec.classes), spec.positive_class,
-                           n_boot=smk.params.bootstrap_resamples, seed=smk.params.seed))
     timing = {"inference": seconds / max(1, len(y))}
+    timing.update(_aes_timing(smk))
+    import keras
+
+    note = "mean per test image: CNN inference = batched predict time / number of test images"
+    if "container" in smk.input.keys():
+        note += (f"; AES-GCM encrypt and decrypt per record ({smk.params.engine} engine, time inside the cipher "
+                 "call, from the encrypt/decrypt rules)")
+    write_results(smk, spec, smk.wildcards.method, y, probs, arrays["ids"][test], timing, note,
+                  {"backend": keras.backend.backend()})
+
+
+def _aes_timing(smk) -> dict:
+    """Mean per-test-image AES-GCM encrypt/decrypt seconds from the encrypt/decrypt rules' timing files."""
+    import pandas as pd
+
+    timing = {}
     for part in ("encrypt", "decrypt"):
         path = getattr(smk.input, f"{part}_timing", None)
         if path:
             t = pd.read_csv(path)
             timing[part] = float(t.loc[t["split"] == "test", "seconds"].mean())
+    return timing
+
+
+def write_results(smk, spec, method: str, y, probs, ids, timing: dict, timing_note: str, extra: dict) -> dict:
+    """Metrics (JSON + CSV) and per-image predictions of one method, in the format every method shares."""
+    import pandas as pd
+
+    from .files import write_csv, write_json
+    from .metrics import evaluate, metrics_table
+
+    result = {"dataset": spec.name, "method": method, "method_title": smk.params.title}
+    result.update(evaluate(y, probs, list(spec.classes), spec.positive_class,
+                           n_boot=smk.params.bootstrap_resamples, seed=smk.params.seed))
+    timing = dict(timing)
     timing["total"] = sum(timing.values())
     result["timing_per_image_s"] = timing
-    result["timing_note"] = (f"mean per test image: AES-GCM encrypt and decrypt per record ({smk.params.engine} engine, "
-                             "time inside the cipher call), CNN inference = batched predict time / number of test images")
-    import keras
-
-    result["backend"] = keras.backend.backend()
+    result["timing_note"] = timing_note
+    result.update(extra)
     write_json(smk.output.metrics, result)
     write_csv(smk.output.csv, pd.DataFrame(metrics_table(result)))
     pred = pd.DataFrame(probs, columns=[f"p_{c}" for c in spec.classes])
     pred.insert(0, "predicted", probs.argmax(axis=1))
     pred.insert(0, "label", y)
-    pred.insert(0, "id", arrays["ids"][test])
+    pred.insert(0, "id", ids)
     write_csv(smk.output.predictions, pred)
-    log.info("%s on %s: accuracy %.4f [%s], F1 %.4f, AUC %.4f", smk.wildcards.method, spec.name,
+    log.info("%s on %s: accuracy %.4f [%s], F1 %.4f, AUC %.4f", method, spec.name,
              result["accuracy"]["value"], result["accuracy"]["ci95"], result["f1"]["value"], result["roc_auc"]["value"])
+    return result
+
+
+def _container_arrays(smk):
+    from .crypto import decrypt_to_arrays, load_kek
+
+    arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine)
+    return arrays
+
+
+def classical_stage(smk) -> None:
+    """AES + classical classification: decrypt in memory -> HOG/LBP/histogram features -> scikit-learn."""
+    from .baselines import classical_features, fit_classical
+    from .datasets import get_dataset
+
+    spec, cfg = get_dataset(smk.wildcards.dataset), dict(smk.params.baseline)
+    arrays = _container_arrays(smk)
+    feats = {}
+    for split in ("train", "val", "test"):
+        m = arrays["splits"] == split
+        t0 = time.perf_counter()
+        feats[split] = (classical_features(arrays["images"][m], cfg["hog"], cfg["lbp"], cfg["histogram_bins"]),
+                        arrays["labels"][m], arrays["ids"][m], time.perf_counter() - t0)
+        log.info("%s: %d images -> %d features each", split, m.sum(), feats[split][0].shape[1])
+    (xtr, ytr, _, _), (xva, yva, _, _), (xte, yte, ids, feat_s) = feats["train"], feats["val"], feats["test"]
+    model, choice, scores = fit_classical(xtr, ytr, xva, yva, cfg["classifiers"], seed=cfg["seed"])
+    t0 = time.perf_counter()
+    probs = model.predict_proba(xte)
+    predict_s = time.perf_counter() - t0
+    log.info("chosen on validation: %s", choice)
+    timing = {**_aes_timing(smk), "inference": (feat_s + predict_s) / max(1, len(yte))}
+    note = ("mean per test image: AES-GCM encrypt and decrypt per record (from the encrypt/decrypt rules), "
+            "inference = feature extraction + classifier predict, per image")
+    write_results(smk, spec, "aes_classical", yte, probs, ids, timing, note,
+                  {"classifier": choice, "validation_balanced_accuracy": scores, "n_features": int(xtr.shape[1])})
+
+
+def he_stage(smk) -> None:
+    """Homomorphic-encryption classification: CKKS-encrypted inputs, a linear model evaluated without the key."""
+    from .baselines import CKKSLinearClassifier, downsample, fit_linear, softmax
+    from .datasets import get_dataset
+
+    spec, cfg = get_dataset(smk.wildcards.dataset), dict(smk.params.baseline)
+    arrays = _container_arrays(smk)
+    x = {s: downsample(arrays["images"][arrays["splits"] == s], cfg["input_size"]) for s in ("train", "val", "test")}
+    y = {s: arrays["labels"][arrays["splits"] == s] for s in ("train", "val", "test")}
+    ids = arrays["ids"][arrays["splits"] == "test"]
+    if cfg.get("max_test_images"):
+        keep = np.random.default_rng(0).permutation(len(ids))[: cfg["max_test_images"]]
+        keep.sort()
+        x["test"], y["test"], ids = x["test"][keep], y["test"][keep], ids[keep]
+    model, fit_info = fit_linear(x["train"], y["train"], x["val"], y["val"], len(spec.classes), seed=cfg["seed"])
+    he = CKKSLinearClassifier(model, cfg["poly_modulus_degree"], cfg["coeff_mod_bit_sizes"], cfg["global_scale_bits"])
+    log.info("CKKS %s; %d test images of %d features; server context %d bytes, no secret key", he.params,
+             len(ids), x["test"].shape[1], len(he.server_context_bytes))
+
+    def progress(i, n):
+        if i % max(1, n // 10) == 0 or i == n:
+            log.info("  encrypted inference %d/%d", i, n)
+
+    logits, stats = he.classify(x["test"], progress)
+    plain = model.logits(x["test"])
+    agreement = float((logits.argmax(1) == plain.argmax(1)).mean())
+    log.info("agreement with the plaintext model %.4f, max |logit error| %.2e", agreement, np.abs(logits - plain).max())
+    timing = {"encrypt": stats["encrypt"], "decrypt": stats["decrypt"], "inference": stats["evaluate"]}
+    note = ("mean per test image: CKKS encrypt (client), encrypted evaluation of the linear model (server, no "
+            "secret key), CKKS decrypt (client); the images are read from the AES container beforehand")
+    write_results(smk, spec, "he_linear", y["test"], softmax(logits), ids, timing, note, {
+        "he": {**he.params, "input": f"{cfg['input_size']}x{cfg['input_size']} downsampled pixels",
+               "model": "multinomial logistic regression", **fit_info,
+               "agreement_with_plaintext_model": agreement,
+               "max_abs_logit_error": float(np.abs(logits - plain).max()),
+               "ciphertext_bytes_per_image": stats["input_bytes"], "result_bytes_per_image": stats["result_bytes"],
+               "server_context_bytes": len(he.server_context_bytes),
+               "plaintext_model_accuracy": float((plain.argmax(1) == y["test"]).mean())},
+    })
 
 
 def compare_stage(smk) -> None:
@@ -207,17 +303,21 @@ def compare_stage(smk) -> None:
     import yaml
 
     from .datasets import get_dataset
-    from .files import write_csv, write_text
-    from .reporting import comparison_frame, comparison_markdown
+    from .files import write_csv, write_json, write_text
+    from .reporting import comparison_figure, comparison_frame, comparison_markdown, paired_tests
 
     spec = get_dataset(smk.wildcards.dataset)
     metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
+    predictions = {m["method"]: pd.read_csv(p, dtype={"id": str}) for m, p in zip(metrics, smk.input.predictions)}
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
-    frame = comparison_frame(metrics, paper)
+    frame = comparison_frame(metrics, paper, predictions)
+    title = f"{spec.title} — {metrics[0]['n_test']} test images"
     write_csv(smk.output.csv, frame)
-    write_text(smk.output.md, comparison_markdown(frame, f"{spec.title} — {metrics[0]['n_test']} test images", paper))
+    write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name)))
+    write_json(smk.output.tests, paired_tests(predictions))
+    comparison_figure(frame, title, paper, smk.output.figure)
     log.info("comparison table for %s:\n%s", spec.name,
-             frame[["Method", "Accuracy", "F1", "Processing time (s)"]].to_string(index=False))
+             frame[["Method", "Accuracy", "F1", "Processing time (s)", "McNemar p vs proposed"]].to_string(index=False))
 
 
 def security_stage(smk) -> None:

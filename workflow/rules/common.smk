@@ -8,11 +8,22 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 
-# Method key -> title in tables. The proposed method first; baselines follow
-# (more baselines slot in here with their own rules, see workflow/rules/compare.smk).
+# Method key -> title in tables. The proposed method first; then the paper's baselines, each switchable
+# in config["baselines"]. CNN methods go through the train and evaluate rules; the others have their own rule.
+BASELINES = config["baselines"]
 METHODS = {"aes_cnn": "AES-256-GCM + deep CNN (proposed)"}
-if config["baselines"].get("plain_cnn", True):
-    METHODS["plain_cnn"] = "Conventional CNN without AES (baseline)"
+CNN_METHODS = ["aes_cnn"]
+if BASELINES["plain_cnn"]:
+    METHODS["plain_cnn"] = "Deep CNN without AES (plaintext)"
+    CNN_METHODS.append("plain_cnn")
+if BASELINES["shallow_cnn"]["enabled"]:
+    METHODS["shallow_cnn"] = "Conventional shallow CNN without AES"
+    CNN_METHODS.append("shallow_cnn")
+if BASELINES["aes_classical"]["enabled"]:
+    METHODS["aes_classical"] = "AES-256-GCM + classical features (HOG/LBP) + scikit-learn"
+if BASELINES["he_linear"]["enabled"]:
+    METHODS["he_linear"] = "Homomorphic encryption (CKKS) + linear classifier"
+PLAINTEXT_METHODS = ("plain_cnn", "shallow_cnn")
 
 
 wildcard_constraints:
@@ -29,7 +40,7 @@ def all_targets():
 
 def model_data(wildcards):
     """Images a method trains and is evaluated on: decrypted ciphertext, or plaintext for the no-AES baseline."""
-    if wildcards.method == "plain_cnn":
+    if wildcards.method in PLAINTEXT_METHODS:
         return f"data/preprocessed/{wildcards.dataset}/images.npz"
     return f"data/decrypted/{wildcards.dataset}.npz"
 
@@ -37,8 +48,13 @@ def model_data(wildcards):
 def evaluate_inputs(wildcards):
     """The proposed method is evaluated straight from the ciphertext (decrypted and verified in memory), so
     re-evaluating never needs the temporary plaintext file, and never makes training look outdated."""
-    if wildcards.method == "plain_cnn":
+    if wildcards.method in PLAINTEXT_METHODS:
         return {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}
+    return aes_inputs(wildcards)
+
+
+def aes_inputs(wildcards):
+    """The ciphertext and the AES timing of the encrypt/decrypt rules (methods that read the container)."""
     return {
         "container": f"data/encrypted/{wildcards.dataset}.cmed",
         "encrypt_timing": f"results/{wildcards.dataset}/timing/encrypt.csv",
@@ -46,5 +62,8 @@ def evaluate_inputs(wildcards):
     }
 
 
-def train_params():
+def train_params(wildcards):
+    """Training settings of a CNN method: the deep CNN's, or the shallow baseline's architecture."""
+    if wildcards.method == "shallow_cnn":
+        return {**config["train"], "model": BASELINES["shallow_cnn"]["model"]}
     return config["train"]

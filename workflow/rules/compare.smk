@@ -1,12 +1,19 @@
 rule compare_baselines:
     input:
         metrics=expand("results/{{dataset}}/metrics/{method}.json", method=METHODS),
+        predictions=expand("results/{{dataset}}/predictions/{method}.csv", method=METHODS),
         paper="workflow/resources/paper_reported.yaml",
     output:
         csv="results/{dataset}/comparison.csv",
         md=report(
             "results/{dataset}/comparison.md",
             caption="../report/comparison.rst",
+            category="Comparison",
+        ),
+        tests="results/{dataset}/paired_tests.json",
+        figure=report(
+            "results/{dataset}/comparison.png",
+            caption="../report/comparison_figure.rst",
             category="Comparison",
         ),
     log:

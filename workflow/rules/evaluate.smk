@@ -1,4 +1,6 @@
 rule evaluate:
+    wildcard_constraints:
+        method="|".join(CNN_METHODS),
     input:
         unpack(evaluate_inputs),
         model="results/{dataset}/models/{method}.keras",

@@ -1,4 +1,6 @@
 rule train:
+    wildcard_constraints:
+        method="|".join(CNN_METHODS),
     input:
         data=model_data,
     output:
@@ -10,7 +12,7 @@ rule train:
         ),
         info="results/{dataset}/training/{method}_training.json",
     params:
-        train=train_params(),
+        train=train_params,
     threads: workflow.cores
     resources:
         gpu=1,
