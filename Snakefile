@@ -18,6 +18,7 @@ include: "workflow/rules/decrypt.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/transfer.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/security.smk"
 

@@ -21,7 +21,10 @@ from conftest import REPO
 pytestmark = pytest.mark.e2e
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src")
-RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines")
+RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
+         "baseline_he_linear", "compare_baselines")
+METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear")
+CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -63,12 +66,15 @@ def test_every_artefact_is_written(run):
                     f"data/preprocessed/{ds}/images.npz", f"data/preprocessed/{ds}/split_manifest.csv",
                     f"results/{ds}/data_report.json", f"data/encrypted/{ds}.cmed",
                     f"results/{ds}/timing/encrypt.csv", f"results/{ds}/timing/decrypt.csv",
-                    f"results/{ds}/comparison.csv", f"results/{ds}/comparison.md"):
+                    f"results/{ds}/comparison.csv", f"results/{ds}/comparison.md",
+                    f"results/{ds}/comparison.png", f"results/{ds}/paired_tests.json"):
             assert (wd / rel).is_file(), rel
-        for m in ("aes_cnn", "plain_cnn"):
-            for rel in (f"results/{ds}/models/{m}.keras", f"results/{ds}/training/{m}_history.csv",
-                        f"results/{ds}/training/{m}_training.json", f"results/{ds}/metrics/{m}.json",
-                        f"results/{ds}/metrics/{m}.csv", f"results/{ds}/predictions/{m}.csv"):
+        for m in METHODS:
+            rels = [f"results/{ds}/metrics/{m}.json", f"results/{ds}/metrics/{m}.csv", f"results/{ds}/predictions/{m}.csv"]
+            if m in CNN_METHODS:
+                rels += [f"results/{ds}/models/{m}.keras", f"results/{ds}/training/{m}_history.csv",
+                         f"results/{ds}/training/{m}_training.json"]
+            for rel in rels:
                 assert (wd / rel).is_file(), rel
         # decrypted plaintext is temporary: gone once training and evaluation are done
         assert not (wd / f"data/decrypted/{ds}.npz").exists()
@@ -98,9 +104,10 @@ def test_metrics_have_every_field(run):
         report = json.loads((wd / f"results/{ds}/data_report.json").read_text())
         assert report["counts"]["test"]["total"] == 60 * n_classes  # test split kept whole (per-class subset)
         assert report["counts"]["val"]["total"] > 0
-        for m in ("aes_cnn", "plain_cnn"):
+        for m in METHODS:
             r = json.loads((wd / f"results/{ds}/metrics/{m}.json").read_text())
-            assert r["n_test"] == 60 * n_classes and r["dataset"] == ds and r["method"] == m
+            n_test = 40 if m == "he_linear" else 60 * n_classes  # config/test.yaml caps the HE test images
+            assert r["n_test"] == n_test and r["dataset"] == ds and r["method"] == m
             for k in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"):
                 assert 0.0 <= r[k]["value"] <= 1.0, (ds, m, k)
                 lo, hi = r[k]["ci95"]
@@ -108,12 +115,34 @@ def test_metrics_have_every_field(run):
             assert len(r["confusion_matrix"]) == n_classes and len(r["per_class"]) == n_classes
             assert r["timing_per_image_s"]["inference"] > 0
             assert r["timing_per_image_s"]["total"] >= r["timing_per_image_s"]["inference"]
-            if m == "aes_cnn":
+            if m in ("aes_cnn", "aes_classical"):
                 assert 0 < r["timing_per_image_s"]["encrypt"] < 0.012  # the paper's 12 ms
                 assert 0 < r["timing_per_image_s"]["decrypt"] < 0.015
         table = (wd / f"results/{ds}/comparison.md").read_text()
-        assert "AES-256-GCM + deep CNN (proposed)" in table and "Conventional CNN without AES" in table
-        assert "Paper Accuracy" in table and "0.965" in table
+        for title in ("AES-256-GCM + deep CNN (proposed)", "Deep CNN without AES", "Conventional shallow CNN",
+                      "classical features", "Homomorphic encryption (CKKS)"):
+            assert title in table, title
+        assert "Paper Accuracy" in table and "0.965" in table and "McNemar" in table and "Specificity" in table
+
+
+def test_aes_changes_no_prediction_and_baselines_are_real(run):
+    """AES-GCM is lossless: the deep CNN on decrypted and on plaintext images predicts identically (CPU, same seed)."""
+    import pandas as pd
+
+    wd, _ = run
+    for ds in ("chest_xray", "brain_mri"):
+        a = (wd / f"results/{ds}/predictions/aes_cnn.csv").read_bytes()
+        assert a == (wd / f"results/{ds}/predictions/plain_cnn.csv").read_bytes()
+        tests = json.loads((wd / f"results/{ds}/paired_tests.json").read_text())
+        assert tests["plain_cnn"]["identical_predictions"] and tests["plain_cnn"]["p_value"] == 1.0
+        assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear"}
+        he = json.loads((wd / f"results/{ds}/metrics/he_linear.json").read_text())["he"]
+        assert he["agreement_with_plaintext_model"] >= 0.95 and he["max_abs_logit_error"] < 1e-2
+        assert he["ciphertext_bytes_per_image"] > 10_000 and he["scheme"] == "CKKS"
+        classical = json.loads((wd / f"results/{ds}/metrics/aes_classical.json").read_text())
+        assert classical["classifier"] in classical["validation_balanced_accuracy"]
+        pred = pd.read_csv(wd / f"results/{ds}/predictions/aes_classical.csv")
+        assert pred["predicted"].nunique() > 1  # not a constant predictor
 
 
 def test_key_material_never_leaves_the_key_file(run):
@@ -151,9 +180,12 @@ def _planned_rules(proc) -> set[str]:
 @pytest.mark.parametrize("override,expected", [
     ("train:\n  epochs: 3\n", {"decrypt", "train", "evaluate", "compare_baselines", "all"}),
     ("preprocess:\n  image_size: 24\n",
-     {"preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines", "all"}),
+     {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
+      "compare_baselines", "all"}),
     # evaluation decrypts in memory: no temp plaintext, no retraining
-    ("evaluate:\n  bootstrap_resamples: 50\n", {"evaluate", "compare_baselines", "all"}),
+    ("evaluate:\n  bootstrap_resamples: 50\n",
+     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "compare_baselines", "all"}),
+    ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run

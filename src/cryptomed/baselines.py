@@ -43,6 +43,7 @@ def classical_features(images: np.ndarray, hog_cfg: dict, lbp_cfg: dict, histogr
 
 
 def _candidates(names, seed):
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -52,9 +53,10 @@ def _candidates(names, seed):
     grid = {
         "logistic_regression": [(f"logistic_regression C={c}", lambda c=c: make_pipeline(
             StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced"))) for c in (0.01, 0.1, 1.0)],
+        # probabilities from sigmoid calibration (cross-validated on train), as scikit-learn 1.9 recommends
         "svm_rbf": [(f"svm_rbf C={c}", lambda c=c: make_pipeline(
-            StandardScaler(), SVC(C=c, kernel="rbf", probability=True, class_weight="balanced", random_state=seed)))
-            for c in (1.0, 10.0)],
+            StandardScaler(), CalibratedClassifierCV(SVC(C=c, kernel="rbf", class_weight="balanced", random_state=seed),
+                                                     ensemble=False))) for c in (1.0, 10.0)],
         "random_forest": [(f"random_forest trees={n}", lambda n=n: RandomForestClassifier(
             n_estimators=n, class_weight="balanced", random_state=seed, n_jobs=1)) for n in (300,)],
     }

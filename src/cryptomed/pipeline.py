@@ -320,6 +320,88 @@ def compare_stage(smk) -> None:
              frame[["Method", "Accuracy", "F1", "Processing time (s)", "McNemar p vs proposed"]].to_string(index=False))
 
 
+def _resized_split(arrays, split, size, arch):
+    from .transfer import to_backbone_input
+
+    m = arrays["splits"] == split
+    return to_backbone_input(arrays["images"][m], size, arch), arrays["labels"][m], arrays["ids"][m]
+
+
+def pretrain_stage(smk) -> None:
+    """Cross-dataset pretraining of a transfer backbone on the source dataset (when ImageNet weights are absent)."""
+    from .models import configure_backend
+
+    configure_backend(smk.params.backend, _threads(smk))
+    import pandas as pd
+
+    from .data import load_arrays
+    from .files import atomic_path, write_csv, write_json
+    from .transfer import pretrain
+
+    cfg, arch = dict(smk.params.transfer), smk.wildcards.arch
+    size, pcfg = int(cfg["image_size"]), dict(cfg["pretrain"])
+    arrays = load_arrays(smk.input.data)
+    xtr, ytr, _ = _resized_split(arrays, "train", size, arch)
+    if pcfg.get("max_images") and len(ytr) > pcfg["max_images"]:
+        keep = np.sort(np.random.default_rng(pcfg["seed"]).permutation(len(ytr))[: pcfg["max_images"]])
+        xtr, ytr = xtr[keep], ytr[keep]
+    xva, yva, _ = _resized_split(arrays, "val", size, arch)
+    log.info("pretraining %s from scratch on %s: %d train / %d val images at %d px", arch, smk.wildcards.source,
+             len(ytr), len(yva), size)
+    backbone, history, info = pretrain(arch, xtr, ytr, xva, yva, len(arrays["classes"]), size, pcfg)
+    with atomic_path(smk.output.weights) as tmp:
+        tmp_weights = tmp.with_name(tmp.name.removesuffix(".h5") + ".weights.h5")  # Keras wants this suffix
+        backbone.save_weights(tmp_weights)
+        os.replace(tmp_weights, tmp)
+    hist = pd.DataFrame(history)
+    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+    write_csv(smk.output.history, hist)
+    write_json(smk.output.info, {**info, "arch": arch, "source_dataset": smk.wildcards.source, "image_size": size})
+    log.info("pretrained %s on %s: best validation accuracy %.4f in %.0f s", arch, smk.wildcards.source,
+             info["best_val_accuracy"], info["train_seconds"])
+
+
+def transfer_stage(smk) -> None:
+    """Transfer learning: frozen VGG16/ResNet50 backbone (ImageNet or cross-dataset weights) + trained softmax head."""
+    from .models import configure_backend
+
+    configure_backend(smk.params.backend, _threads(smk))
+    from .data import load_arrays
+    from .datasets import get_dataset
+    from .transfer import build_backbone, features, train_head
+
+    spec, cfg, arch = get_dataset(smk.wildcards.dataset), dict(smk.params.transfer), smk.wildcards.arch
+    size, (source, origin) = int(cfg["image_size"]), smk.params.weights
+    if source == "imagenet":
+        backbone = build_backbone(arch, size, origin or "imagenet")
+        described = "ImageNet weights" + (f" from {origin}" if origin else " (Keras download/cache)")
+    else:
+        backbone = build_backbone(arch, size)
+        backbone.load_weights(smk.input.weights)
+        described = f"cross-dataset: backbone trained from scratch on {origin} (no ImageNet weights here)"
+    log.info("%s backbone: %s", arch, described)
+    arrays = load_arrays(smk.input.data)
+    split = {s: _resized_split(arrays, s, size, arch) for s in ("train", "val", "test")}
+    feats = {s: features(backbone, split[s][0]) for s in split}
+    head, history = train_head(feats["train"][0], split["train"][1], feats["val"][0], split["val"][1],
+                               len(spec.classes), dict(cfg["head"]), seed=int(cfg["pretrain"]["seed"]))
+    x_test, y_test, ids = split["test"]
+    t0 = time.perf_counter()
+    probs = np.asarray(head.predict(feats["test"][0], verbose=0), dtype=np.float64)
+    head_s = time.perf_counter() - t0
+    timing = {"inference": (feats["test"][1] + head_s) / max(1, len(y_test))}
+    note = "mean per test image: frozen-backbone features (batched) + softmax head, plaintext images (no AES)"
+    import keras
+
+    write_results(smk, spec, f"{arch}_transfer", y_test, probs, ids, timing, note, {
+        "backend": keras.backend.backend(),
+        "transfer": {"architecture": arch, "weights": source, "weights_detail": described, "image_size": size,
+                     "backbone_frozen": True, "head_epochs_run": len(history["loss"]),
+                     "backbone_parameters": int(backbone.count_params())},
+        "comparison_note": f"{arch.upper()} weights: {described}; frozen backbone, {size} px",
+    })
+
+
 def security_stage(smk) -> None:
     import pandas as pd
 

@@ -1,4 +1,8 @@
 import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 
 from snakemake.utils import validate
 
@@ -23,6 +27,23 @@ if BASELINES["aes_classical"]["enabled"]:
     METHODS["aes_classical"] = "AES-256-GCM + classical features (HOG/LBP) + scikit-learn"
 if BASELINES["he_linear"]["enabled"]:
     METHODS["he_linear"] = "Homomorphic encryption (CKKS) + linear classifier"
+
+# Transfer learning: where each backbone's weights come from, decided once per run (per target dataset).
+TRANSFER = BASELINES["transfer"]
+TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
+if TRANSFER["enabled"]:
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+    from cryptomed.transfer import resolve_weights
+
+    for _arch in TRANSFER["architectures"]:
+        for _ds in DATASETS:
+            _choice = resolve_weights(_arch, TRANSFER["weights"], TRANSFER.get("weights_dir"),
+                                      [d for d in DATASETS if d != _ds])
+            if _choice[0] == "unavailable":
+                raise WorkflowError(f"baselines.transfer ({_arch}, {_ds}): {_choice[1]}; add ImageNet weights to "
+                                    "baselines.transfer.weights_dir, configure a second dataset, or disable the baseline")
+            TRANSFER_WEIGHTS[(_ds, _arch)] = _choice
+        METHODS[f"{_arch}_transfer"] = f"Transfer learning: {_arch.upper().replace('RESNET', 'ResNet')} (frozen backbone)"
 PLAINTEXT_METHODS = ("plain_cnn", "shallow_cnn")
 
 
@@ -67,3 +88,12 @@ def train_params(wildcards):
     if wildcards.method == "shallow_cnn":
         return {**config["train"], "model": BASELINES["shallow_cnn"]["model"]}
     return config["train"]
+
+
+def transfer_inputs(wildcards):
+    """Target images, plus the cross-dataset pretrained backbone when ImageNet weights are not used."""
+    inputs = {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}
+    source, origin = TRANSFER_WEIGHTS[(wildcards.dataset, wildcards.arch)]
+    if source == "cross_dataset":
+        inputs["weights"] = f"results/pretrained/{wildcards.arch}_{origin}.weights.h5"
+    return inputs

@@ -1,0 +1,138 @@
+"""Transfer-learning baselines: VGG16 and ResNet50 from ``keras.applications``.
+
+Weights for the backbone come from one of:
+
+* ``imagenet`` -- Keras's standard ImageNet "notop" weights, from ``transfer.weights_dir`` (a local
+  copy of the files Keras downloads) or Keras's cache ``~/.keras/models`` (downloaded there when
+  reachable and ``weights: imagenet`` is asked for explicitly);
+* ``cross_dataset`` -- where ImageNet weights are not available (no internet, as on the development
+  machine): the backbone is trained from scratch on the *other* dataset of the run (its train split,
+  validation for early stopping) and then transferred.
+
+On the target dataset the backbone is frozen: its pooled features are computed once and a small
+softmax head is trained on them (early stopping on validation).  Full fine-tuning and 224 px inputs
+belong on a GPU; the CPU default keeps images small (``transfer.image_size``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = {
+    # name: (keras.applications attribute, preprocess module, ImageNet notop weights file name)
+    "vgg16": ("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet50": ("ResNet50", "resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+}
+
+
+def imagenet_weights_file(arch: str, weights_dir: str | None) -> Path | None:
+    """The ImageNet notop weights file for ``arch`` if present locally (configured folder or Keras cache)."""
+    name = ARCHITECTURES[arch][2]
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    for folder in ([Path(weights_dir)] if weights_dir else []) + [keras_home / "models"]:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def resolve_weights(arch: str, mode: str, weights_dir: str | None, other_datasets: list[str]) -> tuple[str, str | None]:
+    """Decide where the backbone's weights come from: ``("imagenet", file or None)`` or ``("cross_dataset", source)``.
+
+    ``auto`` takes local ImageNet weights if present, else the first other dataset; ``imagenet``
+    without a local file lets Keras download them.  Returns ``("unavailable", reason)`` when neither works.
+    """
+    local = imagenet_weights_file(arch, weights_dir)
+    if mode == "imagenet":
+        return "imagenet", str(local) if local else None
+    if mode == "auto" and local:
+        return "imagenet", str(local)
+    if other_datasets:
+        return "cross_dataset", other_datasets[0]
+    return "unavailable", "no local ImageNet weights and no second dataset to pretrain on"
+
+
+def to_backbone_input(images: np.ndarray, size: int, arch: str) -> np.ndarray:
+    """(N, h, w) uint8 grayscale -> (N, size, size, 3) float32, preprocessed as the architecture expects."""
+    import keras
+    from PIL import Image
+
+    if images.shape[1:] != (size, size):
+        images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in images])
+    rgb = np.repeat(images[..., None].astype("float32"), 3, axis=-1)
+    module = getattr(keras.applications, ARCHITECTURES[arch][1])
+    return np.asarray(module.preprocess_input(rgb), dtype="float32")
+
+
+def build_backbone(arch: str, size: int, weights: str | None = None):
+    """The convolutional part with global average pooling; ``weights`` = None, 'imagenet' or a file."""
+    import keras
+
+    cls = getattr(keras.applications, ARCHITECTURES[arch][0])
+    return cls(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+
+
+def _epoch_logger(total):
+    import keras
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: log.info(
+        "epoch %d/%d: %s", e + 1, total, ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())))
+
+
+def pretrain(arch: str, x_train, y_train, x_val, y_val, n_classes: int, size: int, cfg: dict):
+    """Train the backbone + a softmax head from scratch on a source dataset; return (backbone, history, info)."""
+    import keras
+
+    from .models import balanced_class_weight
+
+    keras.utils.set_random_seed(cfg["seed"])
+    backbone = build_backbone(arch, size)
+    model = keras.Sequential([backbone, keras.layers.Dense(n_classes, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False if keras.backend.backend() == "tensorflow" else "auto")
+    t0 = time.perf_counter()
+    hist = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                     class_weight=balanced_class_weight(y_train, n_classes), verbose=2,
+                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
+                                _epoch_logger(cfg["epochs"])])
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    info = {"parameters": int(backbone.count_params()), "train_seconds": time.perf_counter() - t0,
+            "epochs_run": len(history["loss"]), "n_train": int(len(x_train)), "n_val": int(len(x_val)),
+            "best_val_accuracy": max(history.get("val_accuracy", [float("nan")]))}
+    return backbone, history, info
+
+
+def features(backbone, x: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, float]:
+    """Pooled backbone features and the seconds they took (after one warm-up batch)."""
+    backbone.predict(x[:batch_size], batch_size=batch_size, verbose=0)
+    t0 = time.perf_counter()
+    f = backbone.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(f, dtype="float32"), time.perf_counter() - t0
+
+
+def train_head(f_train, y_train, f_val, y_val, n_classes: int, cfg: dict, seed: int):
+    """A softmax head (dropout + dense) on frozen features; returns the Keras model and its history."""
+    import keras
+
+    from .models import balanced_class_weight
+
+    keras.utils.set_random_seed(seed)
+    mean, std = f_train.mean(axis=0), f_train.std(axis=0) + 1e-6
+    inputs = keras.Input(shape=f_train.shape[1:])
+    x = keras.layers.Normalization(mean=mean, variance=std**2)(inputs)
+    x = keras.layers.Dropout(cfg["dropout"])(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    head = keras.Model(inputs, outputs)
+    head.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    hist = head.fit(f_train, y_train, validation_data=(f_val, y_val), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                    class_weight=balanced_class_weight(y_train, n_classes), verbose=0,
+                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
+                                                             restore_best_weights=True)])
+    return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
