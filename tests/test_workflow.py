@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src")
 RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
-         "baseline_he_linear", "compare_baselines")
-METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear")
+         "baseline_he_linear", "pretrain_backbone", "baseline_transfer", "compare_baselines")
+METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "resnet50_transfer")
 CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
 
 
@@ -135,7 +135,11 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert a == (wd / f"results/{ds}/predictions/plain_cnn.csv").read_bytes()
         tests = json.loads((wd / f"results/{ds}/paired_tests.json").read_text())
         assert tests["plain_cnn"]["identical_predictions"] and tests["plain_cnn"]["p_value"] == 1.0
-        assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear"}
+        assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "resnet50_transfer"}
+        transfer = json.loads((wd / f"results/{ds}/metrics/resnet50_transfer.json").read_text())["transfer"]
+        other = {"chest_xray": "brain_mri", "brain_mri": "chest_xray"}[ds]
+        assert transfer["weights"] == "cross_dataset" and other in transfer["weights_detail"]  # no ImageNet offline
+        assert (wd / f"results/pretrained/resnet50_{other}.weights.h5").is_file()
         he = json.loads((wd / f"results/{ds}/metrics/he_linear.json").read_text())["he"]
         assert he["agreement_with_plaintext_model"] >= 0.95 and he["max_abs_logit_error"] < 1e-2
         assert he["ciphertext_bytes_per_image"] > 10_000 and he["scheme"] == "CKKS"
@@ -181,11 +185,13 @@ def _planned_rules(proc) -> set[str]:
     ("train:\n  epochs: 3\n", {"decrypt", "train", "evaluate", "compare_baselines", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "compare_baselines", "all"}),
+      "pretrain_backbone", "baseline_transfer", "compare_baselines", "all"}),
     # evaluation decrypts in memory: no temp plaintext, no retraining
     ("evaluate:\n  bootstrap_resamples: 50\n",
-     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "compare_baselines", "all"}),
+     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_transfer", "compare_baselines", "all"}),
     ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "all"}),
+    ("baselines:\n  transfer:\n    image_size: 40\n",
+     {"pretrain_backbone", "baseline_transfer", "compare_baselines", "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run
