@@ -173,20 +173,23 @@ def comparison_figure(frame: pd.DataFrame, title: str, paper: dict, path) -> Non
     ax1.set_yticks(y, frame["Method"], fontsize=8)
     ax1.set_xlim(0, 1)
     ax1.set_xlabel("test accuracy (95% bootstrap CI)")
-    left = np.zeros(n)
-    colors = {"encrypt": "tab:blue", "decrypt": "tab:orange", "inference": "0.5"}
-    for part in PARTS:
-        vals = frame[f"{part} (s)"].astype(float).fillna(0).to_numpy()
-        ax2.barh(y, vals, left=left, color=colors[part], label=part)
-        left += vals
+    # parts side by side (not stacked: stacking on a log axis would exaggerate the first part)
+    colors = {"encrypt": "tab:blue", "decrypt": "tab:orange", "inference": "0.45"}
+    for k, part in enumerate(PARTS):
+        vals = frame[f"{part} (s)"].astype(float).to_numpy()
+        shown = ~np.isnan(vals) & (vals > 0)
+        ax2.barh(y[shown] + (1 - k) * 0.27, vals[shown], height=0.25, color=colors[part], label=part)
     aes = paper.get("aes_time_per_image_s") or {}
-    if aes.get("encrypt") and aes.get("decrypt"):
-        ax2.axvline(aes["encrypt"] + aes["decrypt"], color="firebrick", ls="--", lw=1)
-        ax2.text(aes["encrypt"] + aes["decrypt"], n - 0.4, " paper AES enc+dec", color="firebrick", fontsize=8,
-                 va="bottom", ha="right")
-    ax2.set_xscale("symlog", linthresh=1e-5)
+    for part, style in (("encrypt", ":"), ("decrypt", "--")):
+        if aes.get(part):
+            ax2.axvline(aes[part], color="firebrick", ls=style, lw=1, label=f"paper AES {part}")
+    ax2.set_xscale("log")
+    positive = frame[[f"{p} (s)" for p in PARTS]].astype(float).to_numpy()
+    positive = positive[~np.isnan(positive) & (positive > 0)]
+    if positive.size:
+        ax2.set_xlim(left=positive.min() / 5)  # bars start well left of the smallest part
     ax2.set_yticks(y, [""] * n)
-    ax2.set_xlabel("processing time per image (s, symlog)")
+    ax2.set_xlabel("processing time per image (s, log scale)")
     ax2.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

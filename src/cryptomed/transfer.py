@@ -75,7 +75,11 @@ def build_backbone(arch: str, size: int, weights: str | None = None):
     import keras
 
     cls = getattr(keras.applications, ARCHITECTURES[arch][0])
-    return cls(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    backbone = cls(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    for layer in backbone.layers:  # see models.CNNConfig.bn_momentum: 0.99 lags far behind on a few hundred steps
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return backbone
 
 
 def _epoch_logger(total):
