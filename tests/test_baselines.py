@@ -44,13 +44,15 @@ def test_linear_model_equals_sklearn_probabilities(n_classes):
     assert (probs.argmax(1) == y).mean() > 0.7
 
 
-def test_ckks_inference_matches_plaintext_and_the_server_holds_no_secret_key():
-    ts = pytest.importorskip("tenseal")
+def _ckks_check():
+    """Run in a fresh process (see the test below)."""
+    import tenseal as ts
+
+    from cryptomed.baselines import LinearModel
+
     rng = np.random.default_rng(2)
     x = downsample(rng.integers(0, 256, (6, 32, 32)).astype(np.uint8), 8)
     assert x.shape == (6, 64) and 0 <= x.min() and x.max() <= 1
-    from cryptomed.baselines import LinearModel
-
     model = LinearModel(rng.normal(size=(64, 3)), rng.normal(size=3))
     he = CKKSLinearClassifier(model)
     logits, stats = he.classify(x)
@@ -58,5 +60,40 @@ def test_ckks_inference_matches_plaintext_and_the_server_holds_no_secret_key():
     assert stats["input_bytes"] > 10_000 and stats["encrypt"] > 0 and stats["evaluate"] > 0
     assert not he.server.is_private()
     ct = he.encrypt(x[0])
-    with pytest.raises(Exception):  # the server cannot decrypt what it computes on
+    try:  # the server cannot decrypt what it computes on
         ts.ckks_vector_from(he.server, ct).decrypt()
+    except Exception:  # noqa: BLE001 - TenSEAL raises ValueError
+        pass
+    else:
+        raise AssertionError("the server context decrypted a ciphertext")
+    print("CKKS OK")
+
+
+def test_ckks_inference_matches_plaintext_and_the_server_holds_no_secret_key():
+    """In a subprocess: TensorFlow, imported by other tests in this process, breaks TenSEAL's serialisation."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("tenseal")
+    here = Path(__file__).parent
+    proc = subprocess.run([sys.executable, "-c", "import test_baselines as t; t._ckks_check()"], cwd=here,
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": f"{here.parent / 'src'}:{here}"})
+    assert proc.returncode == 0 and "CKKS OK" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_ckks_refuses_to_start_after_tensorflow():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("tenseal")
+    code = ("import tensorflow, numpy as np\n"
+            "from cryptomed.baselines import CKKSLinearClassifier, LinearModel\n"
+            "from cryptomed import CryptomedError\n"
+            "try:\n    CKKSLinearClassifier(LinearModel(np.ones((4, 2)), np.zeros(2)))\n"
+            "except CryptomedError as e:\n    print('refused:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert "refused: TenSEAL must be imported before TensorFlow" in proc.stdout, proc.stderr[-2000:]

@@ -144,6 +144,14 @@ class CKKSLinearClassifier:
 
     def __init__(self, model: LinearModel, poly_modulus_degree: int = 8192,
                  coeff_mod_bit_sizes=(60, 40, 40, 60), global_scale_bits: int = 40):
+        import sys
+
+        if "tensorflow" in sys.modules and "tenseal" not in sys.modules:
+            # TensorFlow's protobuf breaks TenSEAL's serialisation ("failed to save proto", or a crash)
+            # when TensorFlow is imported first; the HE rule never imports it.
+            from . import CryptomedError
+
+            raise CryptomedError("TenSEAL must be imported before TensorFlow in one process; run CKKS in its own process")
         import tenseal as ts
 
         self.ts, self.model = ts, model
