@@ -4,7 +4,7 @@
 
 rule baseline_aes_classical:
     input:
-        unpack(aes_inputs),
+        unpack(baseline_inputs),
     output:
         metrics="results/{dataset}/metrics/aes_classical.json",
         csv="results/{dataset}/metrics/aes_classical.csv",
@@ -28,7 +28,7 @@ rule baseline_aes_classical:
 
 rule baseline_he_linear:
     input:
-        unpack(aes_inputs),
+        unpack(baseline_inputs),
     output:
         metrics="results/{dataset}/metrics/he_linear.json",
         csv="results/{dataset}/metrics/he_linear.csv",

@@ -97,3 +97,12 @@ def transfer_inputs(wildcards):
     if source == "cross_dataset":
         inputs["weights"] = f"results/pretrained/{wildcards.arch}_{origin}.weights.h5"
     return inputs
+
+
+def baseline_inputs(wildcards):
+    """Container and encrypt timing for the non-CNN baselines. They decrypt in memory and time that themselves,
+    so they do not depend on the decrypt rule, whose timing file is rewritten whenever training needs plaintext."""
+    return {
+        "container": f"data/encrypted/{wildcards.dataset}.cmed",
+        "encrypt_timing": f"results/{wildcards.dataset}/timing/encrypt.csv",
+    }
