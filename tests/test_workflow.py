@@ -273,6 +273,15 @@ def test_rotating_the_key_reruns_nothing_and_the_new_key_decrypts(run, tmp_path)
         (wd / "data/decrypted/brain_mri.npz").unlink(missing_ok=True)
 
 
+def test_transfer_without_imagenet_weights_or_a_second_dataset_is_a_clear_error(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "config/one.yaml").write_text("datasets: [chest_xray]\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/one.yaml"],
+                     env_extra={"KERAS_HOME": str(tmp_path / "empty_keras_home")})
+    assert proc.returncode != 0
+    assert "baselines.transfer" in proc.stderr + proc.stdout and "second dataset" in proc.stderr + proc.stdout
+
+
 def test_invalid_config_is_rejected_by_the_schema(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     (wd / "config/bad.yaml").write_text("preprocess:\n  image_size: big\n")
@@ -324,7 +333,8 @@ def _run_chest_only(tmp_path, write, blobs, rows, target):
     """Write a mirror from ``blobs``/``rows``, run the chest X-ray workflow up to ``target`` on all its images."""
     mirror = write(tmp_path / "mirror", blobs, rows)
     wd = copy_workflow(tmp_path / "wf")
-    (wd / "config/chest.yaml").write_text("datasets: [chest_xray]\npreprocess:\n  max_per_class: null\n")
+    (wd / "config/chest.yaml").write_text("datasets: [chest_xray]\npreprocess:\n  max_per_class: null\n"
+                                          "baselines:\n  transfer:\n    enabled: false\n")
     proc = snakemake(wd, target, configs=["config/test.yaml", "config/chest.yaml"], mirror=mirror)
     assert proc.returncode != 0
     return wd
