@@ -115,11 +115,13 @@ def test_nonce_reuse_is_refused_before_anything_is_written(tmp_path, records):
 
 
 def test_fast_record_aad_formatting_equals_canonical_json():
-    from cryptomed.crypto.container import _record_aad, _record_aads
+    from cryptomed.crypto.container import _record_aads
+    from cryptomed.crypto.keys import canonical_json
 
     ids, splits = ["a", 'q"uote', "\u00e9t\u00e9", "x\\y", "007"], ["train", "val", "test", "tr\nain", "val"]
     fast = _record_aads("brain_mri", ids, splits, (64, 48))
-    assert fast == [_record_aad("brain_mri", i, r, s, (64, 48)) for i, (r, s) in enumerate(zip(ids, splits))]
+    assert fast == [canonical_json({"dataset": "brain_mri", "index": i, "id": r, "split": s, "shape": [64, 48]})
+                    for i, (r, s) in enumerate(zip(ids, splits))]
 
 
 def test_seeded_writes_are_reproducible(tmp_path, records):

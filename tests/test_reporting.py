@@ -44,6 +44,6 @@ def test_mcnemar_exact_values():
 
 
 def test_paired_tests_match_by_id_not_row_order():
-    (a, pa), (b, pb) = run("aes_cnn", "P", 1), run("x", "X", 1)
+    (_, pa), (_, pb) = run("aes_cnn", "P", 1), run("x", "X", 1)
     shuffled = pb.sample(frac=1, random_state=0)
     assert paired_tests({"aes_cnn": pa, "x": shuffled})["x"]["identical_predictions"]

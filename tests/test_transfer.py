@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from cryptomed.transfer import ARCHITECTURES, imagenet_weights_file, resolve_weights
 

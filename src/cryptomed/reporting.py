@@ -57,18 +57,17 @@ def paired_tests(predictions: dict[str, pd.DataFrame]) -> dict[str, dict]:
     """McNemar of every method against the proposed one, on the test images both predicted (matched by id)."""
     if PROPOSED not in predictions:
         return {}
-    ref = predictions[PROPOSED]
-    ref = pd.Series((ref["predicted"] == ref["label"]).to_numpy(), index=ref["id"].astype(str))
+    by_id = {m: p.set_index(p["id"].astype(str)) for m, p in predictions.items()}
+    ref = by_id[PROPOSED]
     out = {}
-    for method, pred in predictions.items():
+    for method, other in by_id.items():
         if method == PROPOSED:
             continue
-        other = pd.Series((pred["predicted"] == pred["label"]).to_numpy(), index=pred["id"].astype(str))
         common = ref.index.intersection(other.index)
-        out[method] = {**mcnemar(ref[common].to_numpy(), other[common].to_numpy()), "n_paired": int(len(common)),
-                       "identical_predictions": bool((predictions[PROPOSED].set_index(predictions[PROPOSED]["id"].astype(str))
-                                                      .loc[common, "predicted"].to_numpy()
-                                                      == pred.set_index(pred["id"].astype(str)).loc[common, "predicted"].to_numpy()).all())}
+        a, b = ref.loc[common], other.loc[common]
+        out[method] = {**mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy()),
+                       "n_paired": int(len(common)),
+                       "identical_predictions": bool((a["predicted"].to_numpy() == b["predicted"].to_numpy()).all())}
     return out
 
 

@@ -131,7 +131,7 @@ def analyse_image(pixels: np.ndarray, rng: np.random.Generator) -> tuple[list[di
     return rows, images
 
 
-def summarise(per_image) -> "pd.DataFrame":  # noqa: F821
+def summarise(per_image):
     """Mean of each metric per mode (and dataset), with NPCR/UACI pass rates."""
     import pandas as pd
 

@@ -141,12 +141,9 @@ def _unwrap_dek(header: Header, kek: KeyEncryptionKey, engine: Engine, path) -> 
 # --------------------------------------------------------------------------- writing
 
 
-def _record_aad(dataset: str, index: int, rid: str, split: str, shape) -> bytes:
-    return canonical_json({"dataset": dataset, "index": index, "id": rid, "split": split, "shape": list(shape)})
-
-
 def _record_aads(dataset: str, ids, splits, shape) -> list[bytes]:
-    """``_record_aad`` for every record, formatted directly (identical bytes; tested), ~5x faster than json.dumps."""
+    """Each record's AAD: canonical JSON of {dataset, id, index, shape, split}, formatted directly
+    (byte-identical to ``canonical_json``, tested), ~5x faster than json.dumps per record."""
     q = json.encoder.encode_basestring_ascii  # the escaping json.dumps uses
     head, tail = f'{{"dataset":{q(dataset)},"id":', f',"shape":[{int(shape[0])},{int(shape[1])}],"split":'
     splits_q = {s: q(s) for s in set(map(str, splits))}
