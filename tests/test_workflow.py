@@ -3,6 +3,7 @@
 Runs in temporary directories (a copy of the workflow), never in the checkout.
 """
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -76,8 +77,9 @@ def test_every_artefact_is_written(run):
                          f"results/{ds}/training/{m}_training.json"]
             for rel in rels:
                 assert (wd / rel).is_file(), rel
-        # decrypted plaintext is temporary: gone once training and evaluation are done
-        assert not (wd / f"data/decrypted/{ds}.npz").exists()
+    # nothing decrypted is ever written: the only image arrays on disk are the preprocessed plaintext
+    assert sorted(p.relative_to(wd).as_posix() for p in wd.rglob("*.npz")) == [
+        "data/preprocessed/brain_mri/images.npz", "data/preprocessed/chest_xray/images.npz"]
     for rule in RULES:
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
         assert list((wd / "logs" / rule).glob("*.log")), rule
@@ -182,11 +184,10 @@ def _planned_rules(proc) -> set[str]:
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("train:\n  epochs: 3\n", {"decrypt", "train", "evaluate", "compare_baselines", "all"}),
+    ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
       "pretrain_backbone", "baseline_transfer", "compare_baselines", "all"}),
-    # evaluation decrypts in memory: no temp plaintext, no retraining
     ("evaluate:\n  bootstrap_resamples: 50\n",
      {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_transfer", "compare_baselines", "all"}),
     ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "all"}),
@@ -198,52 +199,65 @@ def test_config_change_reruns_only_what_it_affects(run, override, expected):
     (wd / "config/change.yaml").write_text(override)
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # decrypt reappears with training only because its plaintext output is temp(): it is recreated for training
     assert _planned_rules(proc) == expected
 
 
-def test_tampered_record_stops_decrypt_naming_the_record(run, tmp_path):
+@contextlib.contextmanager
+def preserved(*paths: Path):
+    """Restore these files (bytes and mtime) afterwards, so a test leaves the shared run up to date."""
+    saved = {p: (p.read_bytes(), os.stat(p)) for p in paths}
+    try:
+        yield
+    finally:
+        for p, (data, st) in saved.items():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def decrypt(wd: Path, dataset: str, **kwargs):
+    """Rerun the decrypt rule (verify every record) for one dataset."""
+    return snakemake(wd, f"results/{dataset}/timing/decrypt.csv", extra=["--forcerun", "decrypt"], **kwargs)
+
+
+def test_tampered_record_stops_decrypt_naming_the_record(run):
     wd, _ = run
     container = wd / "data/encrypted/chest_xray.cmed"
-    backup = tmp_path / "backup.cmed"
-    shutil.copy2(container, backup)
-    try:
+    timing = wd / "results/chest_xray/timing/decrypt.csv"
+    with preserved(container, timing):
         data = bytearray(container.read_bytes())
         data[len(data) // 2] ^= 0x40
         container.write_bytes(bytes(data))
-        shutil.copystat(backup, container)
-        proc = snakemake(wd, "data/decrypted/chest_xray.npz")
+        proc = decrypt(wd, "chest_xray")
         assert proc.returncode != 0
         log = (wd / "logs/decrypt/chest_xray.log").read_text()
         assert "RecordAuthenticationError" in log and "record" in log
-        assert not (wd / "data/decrypted/chest_xray.npz").exists()
-    finally:
-        shutil.copy2(backup, container)
+        assert not timing.exists()
 
 
-def test_missing_key_stops_decrypt(run, tmp_path):
+def test_missing_key_stops_decrypt(run):
     wd, _ = run
     key_file = wd / ".secrets/cryptomed.key"
-    backup = tmp_path / "key.backup"
-    shutil.move(key_file, backup)
-    try:
-        proc = snakemake(wd, "data/decrypted/brain_mri.npz")
+    timing = wd / "results/brain_mri/timing/decrypt.csv"
+    with preserved(key_file, timing):
+        key_file.unlink()
+        proc = decrypt(wd, "brain_mri")
         assert proc.returncode != 0
         log = (wd / "logs/decrypt/brain_mri.log").read_text()
         assert "KeyMissingError" in log and "cryptomed.key" in log
-        assert not (wd / "data/decrypted/brain_mri.npz").exists()
+        assert not timing.exists()
         assert not key_file.exists()  # decrypt never invents a key
-    finally:
-        shutil.move(backup, key_file)
 
 
 def test_wrong_key_stops_decrypt_as_a_wrong_key(run):
     wd, _ = run
-    proc = snakemake(wd, "data/decrypted/brain_mri.npz", env_extra={"CRYPTOMED_KEY": "11" * 32})
-    assert proc.returncode != 0
-    log = (wd / "logs/decrypt/brain_mri.log").read_text()
-    assert "WrongKeyError" in log and "11" * 32 not in log
-    assert not (wd / "data/decrypted/brain_mri.npz").exists()
+    timing = wd / "results/brain_mri/timing/decrypt.csv"
+    with preserved(timing):
+        proc = decrypt(wd, "brain_mri", env_extra={"CRYPTOMED_KEY": "11" * 32})
+        assert proc.returncode != 0
+        log = (wd / "logs/decrypt/brain_mri.log").read_text()
+        assert "WrongKeyError" in log and "11" * 32 not in log
+        assert not timing.exists()
 
 
 def test_rotating_the_key_reruns_nothing_and_the_new_key_decrypts(run, tmp_path):
@@ -251,26 +265,17 @@ def test_rotating_the_key_reruns_nothing_and_the_new_key_decrypts(run, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(wd / "src")}
     new_key = tmp_path / "new.key"
     old_key = wd / ".secrets/cryptomed.key"
-    containers = [str(wd / f"data/encrypted/{ds}.cmed") for ds in ("chest_xray", "brain_mri")]
-    backups = {c: Path(c).read_bytes() for c in containers}
-    old_bytes = old_key.read_bytes()
-    try:
+    containers = [wd / f"data/encrypted/{ds}.cmed" for ds in ("chest_xray", "brain_mri")]
+    with preserved(*containers, old_key, wd / "results/brain_mri/timing/decrypt.csv"):
         subprocess.run([sys.executable, "-m", "cryptomed", "keygen", str(new_key)], check=True, env=env, capture_output=True)
-        r = subprocess.run([sys.executable, "-m", "cryptomed", "rotate", *containers, "--old-key-file", str(old_key),
-                            "--new-key-file", str(new_key)], env=env, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "cryptomed", "rotate", *map(str, containers), "--old-key-file",
+                            str(old_key), "--new-key-file", str(new_key)], env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         shutil.copy2(new_key, old_key)  # the configured key file now holds the new KEK
         proc = snakemake(wd, extra=["-n"])
         assert "Nothing to be done" in proc.stdout + proc.stderr
-        proc = snakemake(wd, "data/decrypted/brain_mri.npz")
+        proc = decrypt(wd, "brain_mri")
         assert proc.returncode == 0, proc.stderr[-2000:]
-    finally:
-        for c, data in backups.items():
-            st = os.stat(c)
-            Path(c).write_bytes(data)
-            os.utime(c, ns=(st.st_atime_ns, st.st_mtime_ns))
-        old_key.write_bytes(old_bytes)
-        (wd / "data/decrypted/brain_mri.npz").unlink(missing_ok=True)
 
 
 def test_transfer_without_imagenet_weights_or_a_second_dataset_is_a_clear_error(tmp_path):

@@ -1,9 +1,12 @@
-"""Key management from the command line: ``python -m cryptomed`` (or the ``cryptomed`` console script).
+"""Keys and sharing from the command line: ``python -m cryptomed`` (or the ``cryptomed`` console script).
 
     cryptomed keygen .secrets/new.key                      new random AES-256 KEK file (0600), prints its key id
     cryptomed inspect data/encrypted/*.cmed                public header facts as JSON (no key needed)
     cryptomed rotate data/encrypted/*.cmed --old-key-file .secrets/cryptomed.key --new-key-file .secrets/new.key
     cryptomed rotate data/encrypted/*.cmed --old-key-file OLD --new-passphrase-env MY_PASSPHRASE
+
+    cryptomed audit-remote ../cryptomed-dvc-remote --images data/preprocessed/*/images.npz --key-file .secrets/cryptomed.key
+    cryptomed pull                                          dvc pull + check + mark outputs up to date for Snakemake
 
 ``rotate`` re-wraps each container's data key under the new KEK; image records are not
 re-encrypted (copied byte for byte) and the file's modification time is kept, so
@@ -31,6 +34,25 @@ def _kek(args, which: str):
     return Passphrase(os.environ[env], description=f"${env}")
 
 
+def _audit(args) -> int:
+    from .data import load_arrays
+    from .sharing import audit_remote
+
+    if not os.path.isdir(args.remote):
+        raise SystemExit(f"cryptomed audit-remote: {args.remote} is not a directory")
+    images = [im for npz in args.images for im in load_arrays(npz)["images"]]
+    result = audit_remote(args.remote, images, [read_key_file(k) for k in args.key_file])
+    print(f"{result['objects']} objects, {result['bytes']} bytes scanned against {result['images']} images "
+          f"({result['image_blocks_indexed']} informative 32-byte blocks) and {result['key_forms']} key spellings")
+    for leak in result["leaks"][:20]:
+        print(f"LEAK {leak}")
+    if result["leaks"]:
+        print(f"{len(result['leaks'])} leaks", file=sys.stderr)
+        return 1
+    print("no plaintext image window and no key material found")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cryptomed", description="cryptomed key management")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -44,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{which}-key-file")
         p.add_argument(f"--{which}-passphrase-env", metavar="VAR", help="name of an environment variable holding the passphrase")
     p.add_argument("--touch", action="store_true", help="update modification times (default: keep them)")
+    p = sub.add_parser("audit-remote", help="scan a DVC remote for plaintext image windows and key material")
+    p.add_argument("remote", help="the remote's directory")
+    p.add_argument("--images", nargs="+", required=True, metavar="NPZ", help="preprocessed images.npz files")
+    p.add_argument("--key-file", nargs="*", default=[], help="key files whose bytes must not be in the remote")
+    sub.add_parser("pull", help="dvc pull, check against dvc.lock, mark pulled outputs up to date for Snakemake")
     args = ap.parse_args(argv)
     try:
         if args.command == "keygen":
@@ -52,6 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"created {args.path}, key id {key_id(generate_key_file(args.path)).hex()}")
         elif args.command == "inspect":
             print(json.dumps([inspect(p) for p in args.containers], indent=2))
+        elif args.command == "audit-remote":
+            return _audit(args)
+        elif args.command == "pull":
+            from .sharing import PullError, pull
+
+            try:
+                result = pull()
+            except PullError as exc:
+                print(f"cryptomed pull: {exc}", file=sys.stderr)
+                return 1
+            print(f"pulled; never-pushed plaintext not present: {len(result['missing_plaintext'])} paths; "
+                  "outputs marked up to date (snakemake --touch)")
         else:
             old, new = _kek(args, "old"), _kek(args, "new")
             for path in args.containers:

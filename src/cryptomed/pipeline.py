@@ -103,25 +103,39 @@ def encrypt_stage(smk) -> None:
 
 
 def decrypt_stage(smk) -> None:
+    """Decrypt and verify every record and time it; the plaintext is dropped (train/evaluate decrypt in memory)."""
     from .crypto import decrypt_to_arrays, load_kek
-    from .data import save_arrays
-    from .datasets import get_dataset
 
     kek = load_kek(smk.params.key_file, create=False)
     arrays, seconds = decrypt_to_arrays(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
-    arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
-    save_arrays(smk.output.npz, arrays)
     _write_timing(smk.output.timing, arrays["ids"], arrays["splits"], seconds)
     log.info("decrypted and verified %d records (%s engine, %d processes): %.1f us per image (median)",
              len(seconds), smk.params.engine, _threads(smk), 1e6 * float(np.median(seconds)) if len(seconds) else 0)
 
 
+def _model_arrays(smk, splits=None, workers: int = 1) -> dict:
+    """The images a CNN method uses: decrypted and verified in memory from the container, or the plaintext npz."""
+    from .datasets import get_dataset
+
+    if "container" in smk.input.keys():
+        from .crypto import decrypt_to_arrays, load_kek
+
+        arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine,
+                                      workers=workers, splits=splits)
+        arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
+        return arrays
+    from .data import load_arrays
+
+    return load_arrays(smk.input.data)
+
+
 def train_stage(smk) -> None:
+    # Decrypt first, in forked processes, before the Keras backend starts its threads (no fork after that).
+    arrays = _model_arrays(smk, splits=("train", "val"), workers=_threads(smk))
     from .models import configure_backend
 
     params = dict(smk.params.train)
     backend = configure_backend(params.get("backend"), _threads(smk))
-    from .data import load_arrays
     from .files import write_csv, write_json
     from .models import CNNConfig, TrainConfig, as_model_input, save_model, train
 
@@ -132,7 +146,6 @@ def train_stage(smk) -> None:
         patience=params["patience"], class_weight=None if params["class_weight"] == "none" else params["class_weight"],
         seed=params["seed"], model=CNNConfig(**{**params["model"], "filters": tuple(params["model"]["filters"])}),
     )
-    arrays = load_arrays(smk.input.data)
     tr, va = arrays["splits"] == "train", arrays["splits"] == "val"
     n_classes = len(arrays["classes"])
     log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
@@ -152,19 +165,12 @@ def evaluate_stage(smk) -> None:
     from .models import configure_backend
 
     configure_backend(smk.params.backend, _threads(smk))
-    from .data import load_arrays
     from .datasets import get_dataset
     from .models import as_model_input, load_model, predict_proba
 
     spec = get_dataset(smk.wildcards.dataset)
-    if "container" in smk.input.keys():
-        from .crypto import decrypt_to_arrays, load_kek
-
-        # In memory, test split only, one process (TensorFlow's threads are running; no fork).
-        arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine,
-                                      splits=("test",))
-    else:
-        arrays = load_arrays(smk.input.data)
+    # In memory, test split only, one process (the backend's threads are running; no fork).
+    arrays = _model_arrays(smk, splits=("test",))
     test = arrays["splits"] == "test"
     x, y = as_model_input(arrays["images"][test]), arrays["labels"][test]
     model = load_model(smk.input.model)

@@ -59,16 +59,20 @@ def all_targets():
     return targets
 
 
-def model_data(wildcards):
-    """Images a method trains and is evaluated on: decrypted ciphertext, or plaintext for the no-AES baseline."""
+def model_inputs(wildcards):
+    """Images a CNN method trains on: the verified ciphertext (decrypted in memory by the train rule, after the
+    decrypt rule has verified every record), or the plaintext for the no-AES baselines. Plaintext of the proposed
+    method is never written to disk, so nothing decrypted can be left behind, pushed or made stale."""
     if wildcards.method in PLAINTEXT_METHODS:
-        return f"data/preprocessed/{wildcards.dataset}/images.npz"
-    return f"data/decrypted/{wildcards.dataset}.npz"
+        return {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}
+    return {
+        "container": f"data/encrypted/{wildcards.dataset}.cmed",
+        "verified": f"results/{wildcards.dataset}/timing/decrypt.csv",
+    }
 
 
 def evaluate_inputs(wildcards):
-    """The proposed method is evaluated straight from the ciphertext (decrypted and verified in memory), so
-    re-evaluating never needs the temporary plaintext file, and never makes training look outdated."""
+    """The proposed method is evaluated straight from the ciphertext (decrypted and verified in memory)."""
     if wildcards.method in PLAINTEXT_METHODS:
         return {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}
     return aes_inputs(wildcards)
@@ -100,8 +104,8 @@ def transfer_inputs(wildcards):
 
 
 def baseline_inputs(wildcards):
-    """Container and encrypt timing for the non-CNN baselines. They decrypt in memory and time that themselves,
-    so they do not depend on the decrypt rule, whose timing file is rewritten whenever training needs plaintext."""
+    """Container and encrypt timing for the non-CNN baselines. They decrypt and verify in memory and time that
+    themselves (in their own process, next to their own work), so they do not need the decrypt rule's timing."""
     return {
         "container": f"data/encrypted/{wildcards.dataset}.cmed",
         "encrypt_timing": f"results/{wildcards.dataset}/timing/encrypt.csv",

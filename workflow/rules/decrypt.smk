@@ -1,9 +1,9 @@
 rule decrypt:
+    # Decrypts and verifies every record (a failure names it; a wrong key is reported as such) and records the
+    # per-image decrypt time. Nothing decrypted is written: train and evaluate decrypt in memory what they use.
     input:
         container="data/encrypted/{dataset}.cmed",
     output:
-        # Plaintext exists only while training/evaluation need it, and is never a DVC output.
-        npz=temp("data/decrypted/{dataset}.npz"),
         timing="results/{dataset}/timing/decrypt.csv",
     params:
         key_file=config["crypto"]["key_file"],

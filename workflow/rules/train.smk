@@ -2,7 +2,7 @@ rule train:
     wildcard_constraints:
         method="|".join(CNN_METHODS),
     input:
-        data=model_data,
+        unpack(model_inputs),
     output:
         model="results/{dataset}/models/{method}.keras",
         history=report(
@@ -13,6 +13,8 @@ rule train:
         info="results/{dataset}/training/{method}_training.json",
     params:
         train=train_params,
+        key_file=config["crypto"]["key_file"],
+        engine=config["crypto"]["engine"],
     threads: workflow.cores
     resources:
         gpu=1,
