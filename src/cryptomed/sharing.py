@@ -139,7 +139,8 @@ def iter_objects(root: Path) -> Iterator[tuple[str, bytes]]:
 def audit_remote(root: Path, images: Iterable[np.ndarray], secrets: Iterable[bytes] = ()) -> dict:
     """Scan every object under ``root``; return counts and the leaks found (an empty list is the pass)."""
     index = ImageIndex(images)
-    forms = {f"{i}:{form}": value for i, s in enumerate(secrets) for form, value in key_forms(s).items()}
+    forms = {value: f"key {i}, {form}" for i, s in enumerate(secrets) for form, value in key_forms(s).items()}
+    forms = {label: value for value, label in forms.items()}  # one spelling once (base64 == base64url often)
     leaks: list[Leak] = []
     n_objects = n_bytes = 0
     for name, data in iter_objects(Path(root)):
