@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint clean-results
+.PHONY: setup run test lint pull clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/snakemake --cores all
+
+# A collaborator's clone: fetch ciphertext, models and weights from the DVC remote, check them against dvc.lock
+# and mark them up to date for Snakemake (git and DVC do not keep modification times).
+pull: setup
+	$(VENV)/bin/python -m cryptomed pull
 
 test: setup
 	$(VENV)/bin/python -m pytest

@@ -37,3 +37,16 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 def random_image(rng, h=20, w=24) -> np.ndarray:
     return rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    """The workflow run once on config/test.yaml (real images, small subset) in a temporary copy."""
+    from workflow_helpers import copy_workflow, snakemake
+
+    if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
+        pytest.skip(f"real data mirror not found at {SHARED_DATA}")
+    wd = copy_workflow(tmp_path_factory.mktemp("e2e") / "wf")
+    proc = snakemake(wd, mirror=SHARED_DATA)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wd, proc

@@ -18,46 +18,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from workflow_helpers import copy_workflow, planned_jobs, snakemake
 
 pytestmark = pytest.mark.e2e
 
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src")
 RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
          "baseline_he_linear", "pretrain_backbone", "baseline_transfer", "compare_baselines")
 METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "resnet50_transfer")
 CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-    return dest
-
-
-def snakemake(workdir: Path, *targets, configs=("config/test.yaml",), extra=(), mirror=None, env_extra=None,
-              timeout=900):
-    env = {k: v for k, v in os.environ.items() if k not in ("CRYPTOMED_KEY", "DATA_MIRROR")}
-    env["KERAS_BACKEND"] = "tensorflow"
-    if mirror:
-        env["DATA_MIRROR"] = str(mirror)
-    env.update(env_extra or {})
-    # targets first: --configfile takes several values and would swallow them
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *extra, "--configfile", *configs]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from conftest import SHARED_DATA
-
-    if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
-        pytest.skip(f"real data mirror not found at {SHARED_DATA}")
-    wd = copy_workflow(tmp_path_factory.mktemp("e2e") / "wf")
-    proc = snakemake(wd, mirror=SHARED_DATA)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return wd, proc
 
 
 def test_every_artefact_is_written(run):
@@ -170,19 +138,6 @@ def test_nothing_to_do_after_a_complete_run(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def _planned_rules(proc) -> set[str]:
-    """Rule names from the 'Job stats' table of a dry run."""
-    out = (proc.stdout + proc.stderr).splitlines()
-    start = next(i for i, line in enumerate(out) if line.startswith("Job stats"))
-    rules = set()
-    for line in out[start + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        rules.add(parts[0])
-    return rules
-
-
 @pytest.mark.parametrize("override,expected", [
     ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "all"}),
     ("preprocess:\n  image_size: 24\n",
@@ -199,7 +154,7 @@ def test_config_change_reruns_only_what_it_affects(run, override, expected):
     (wd / "config/change.yaml").write_text(override)
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _planned_rules(proc) == expected
+    assert set(planned_jobs(proc)) == expected
 
 
 @contextlib.contextmanager
