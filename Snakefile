@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/figures.smk"
 include: "workflow/rules/security.smk"
 
 

@@ -113,14 +113,14 @@ def decrypt_stage(smk) -> None:
              len(seconds), smk.params.engine, _threads(smk), 1e6 * float(np.median(seconds)) if len(seconds) else 0)
 
 
-def _model_arrays(smk, splits=None, workers: int = 1) -> dict:
+def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
     """The images a CNN method uses: decrypted and verified in memory from the container, or the plaintext npz."""
     from .datasets import get_dataset
 
     if "container" in smk.input.keys():
         from .crypto import decrypt_to_arrays, load_kek
 
-        arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine,
+        arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(crypto["key_file"]), engine=crypto["engine"],
                                       workers=workers, splits=splits)
         arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
         return arrays
@@ -131,10 +131,10 @@ def _model_arrays(smk, splits=None, workers: int = 1) -> dict:
 
 def train_stage(smk) -> None:
     # Decrypt first, in forked processes, before the Keras backend starts its threads (no fork after that).
-    arrays = _model_arrays(smk, splits=("train", "val"), workers=_threads(smk))
+    params = dict(smk.params.train)
+    arrays = _model_arrays(smk, params.get("crypto", {}), splits=("train", "val"), workers=_threads(smk))
     from .models import configure_backend
 
-    params = dict(smk.params.train)
     backend = configure_backend(params.get("backend"), _threads(smk))
     from .files import write_csv, write_json
     from .models import CNNConfig, TrainConfig, as_model_input, save_model, train
@@ -170,7 +170,7 @@ def evaluate_stage(smk) -> None:
 
     spec = get_dataset(smk.wildcards.dataset)
     # In memory, test split only, one process (the backend's threads are running; no fork).
-    arrays = _model_arrays(smk, splits=("test",))
+    arrays = _model_arrays(smk, {"key_file": smk.params.key_file, "engine": smk.params.engine}, splits=("test",))
     test = arrays["splits"] == "test"
     x, y = as_model_input(arrays["images"][test]), arrays["labels"][test]
     model = load_model(smk.input.model)
@@ -326,6 +326,27 @@ def compare_stage(smk) -> None:
     comparison_figure(frame, title, paper, smk.output.figure)
     log.info("comparison table for %s:\n%s", spec.name,
              frame[["Method", "Accuracy", "F1", "Processing time (s)", "McNemar p vs proposed"]].to_string(index=False))
+
+
+def plot_results_stage(smk) -> None:
+    import json
+
+    import pandas as pd
+
+    from . import figures
+    from .datasets import get_dataset
+
+    spec = get_dataset(smk.wildcards.dataset)
+    metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
+    titles = {m["method"]: m["method_title"] for m in metrics}
+    predictions = {m["method"]: pd.read_csv(p, dtype={"id": str}) for m, p in zip(metrics, smk.input.predictions)}
+    histories = {Path(p).name.removesuffix("_history.csv"): pd.read_csv(p) for p in smk.input.histories}
+    title = f"{spec.title} — {metrics[0]['n_test']} test images"
+    figures.training_curves(histories, titles, f"{spec.title}: training", smk.output.training)
+    figures.confusion_matrices(metrics, title, smk.output.confusion)
+    figures.roc_curves(metrics, predictions, spec.positive_class, title, smk.output.roc)
+    figures.timing_breakdown(metrics, title, smk.output.timing)
+    log.info("figures for %s: %s", spec.name, ", ".join(str(p) for p in smk.output))
 
 
 def _resized_split(arrays, split, size, arch):

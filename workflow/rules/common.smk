@@ -12,6 +12,10 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 
+# Threads of the Keras rules: scaled down to --cores when run locally; the CPUs one job asks for on a cluster.
+# (A constant, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
+MAX_TRAIN_THREADS = 8
+
 # Method key -> title in tables. The proposed method first; then the paper's baselines, each switchable
 # in config["baselines"]. CNN methods go through the train and evaluate rules; the others have their own rule.
 BASELINES = config["baselines"]
@@ -54,6 +58,8 @@ wildcard_constraints:
 
 def all_targets():
     targets = expand("results/{dataset}/comparison.md", dataset=DATASETS)
+    targets += expand("results/{dataset}/figures/{figure}.png", dataset=DATASETS,
+                      figure=("training_curves", "confusion_matrices", "roc_curves", "timing"))
     if config["security"]["enabled"]:
         targets.append("results/security/summary.md")
     return targets
@@ -88,10 +94,14 @@ def aes_inputs(wildcards):
 
 
 def train_params(wildcards):
-    """Training settings of a CNN method: the deep CNN's, or the shallow baseline's architecture."""
+    """Training settings of a CNN method: the deep CNN's, or the shallow baseline's architecture; the methods that
+    decrypt the container also get the key file and engine (the plaintext baselines do not, so a crypto setting
+    never looks like a change to them)."""
     if wildcards.method == "shallow_cnn":
         return {**config["train"], "model": BASELINES["shallow_cnn"]["model"]}
-    return config["train"]
+    if wildcards.method in PLAINTEXT_METHODS:
+        return config["train"]
+    return {**config["train"], "crypto": {k: config["crypto"][k] for k in ("key_file", "engine")}}
 
 
 def transfer_inputs(wildcards):

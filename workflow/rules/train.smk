@@ -13,9 +13,7 @@ rule train:
         info="results/{dataset}/training/{method}_training.json",
     params:
         train=train_params,
-        key_file=config["crypto"]["key_file"],
-        engine=config["crypto"]["engine"],
-    threads: workflow.cores
+    threads: MAX_TRAIN_THREADS
     resources:
         gpu=1,
     log:

@@ -15,7 +15,7 @@ rule pretrain_backbone:
     wildcard_constraints:
         arch="vgg16|resnet50",
         source="|".join(DATASETS),
-    threads: workflow.cores
+    threads: MAX_TRAIN_THREADS
     resources:
         gpu=1,
     log:
@@ -44,7 +44,7 @@ rule baseline_transfer:
         seed=config["evaluate"]["seed"],
     wildcard_constraints:
         arch="vgg16|resnet50",
-    threads: workflow.cores
+    threads: MAX_TRAIN_THREADS
     resources:
         gpu=1,
     log:
