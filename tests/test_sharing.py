@@ -55,3 +55,23 @@ def test_clean_remote_passes(tmp_path):
     (tmp_path / "a").write_bytes(rng.bytes(200_000))
     result = audit_remote(tmp_path, textured(rng), [rng.bytes(32)])
     assert result["leaks"] == [] and result["objects"] == 1 and result["image_blocks_indexed"] == 6 * 32
+
+
+def test_cli_audit_remote_exits_1_on_a_leak_and_0_when_clean(tmp_path, capsys):
+    from cryptomed.cli import main
+    from cryptomed.crypto import generate_key_file
+    from cryptomed.data import save_arrays
+
+    rng = np.random.default_rng(4)
+    images = textured(rng)
+    save_arrays(tmp_path / "images.npz", {"images": images})
+    key_file = tmp_path / "k.key"
+    generate_key_file(key_file)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "obj").write_bytes(rng.bytes(5000))
+    args = ["audit-remote", str(remote), "--images", str(tmp_path / "images.npz"), "--key-file", str(key_file)]
+    assert main(args) == 0 and "no plaintext image window" in capsys.readouterr().out
+    (remote / "obj2").write_bytes(images[2].tobytes()[200:300])
+    assert main(args) == 1
+    assert "LEAK obj2 @ 0: 100 bytes of image 2 at byte 200" in capsys.readouterr().out

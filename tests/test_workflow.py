@@ -23,7 +23,7 @@ from workflow_helpers import copy_workflow, planned_jobs, snakemake
 pytestmark = pytest.mark.e2e
 
 RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
-         "baseline_he_linear", "pretrain_backbone", "baseline_transfer", "compare_baselines")
+         "baseline_he_linear", "pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results")
 METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "resnet50_transfer")
 CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
 
@@ -36,7 +36,9 @@ def test_every_artefact_is_written(run):
                     f"results/{ds}/data_report.json", f"data/encrypted/{ds}.cmed",
                     f"results/{ds}/timing/encrypt.csv", f"results/{ds}/timing/decrypt.csv",
                     f"results/{ds}/comparison.csv", f"results/{ds}/comparison.md",
-                    f"results/{ds}/comparison.png", f"results/{ds}/paired_tests.json"):
+                    f"results/{ds}/comparison.png", f"results/{ds}/paired_tests.json",
+                    *(f"results/{ds}/figures/{f}.png" for f in ("training_curves", "confusion_matrices", "roc_curves",
+                                                                "timing"))):
             assert (wd / rel).is_file(), rel
         for m in METHODS:
             rels = [f"results/{ds}/metrics/{m}.json", f"results/{ds}/metrics/{m}.csv", f"results/{ds}/predictions/{m}.csv"]
@@ -129,6 +131,37 @@ def test_key_material_never_leaves_the_key_file(run):
         if path.is_file() and ".secrets" not in path.parts:
             data = path.read_bytes()
             assert key not in data and key_hex.encode() not in data, path
+
+
+def test_report_has_every_figure_with_its_caption(run):
+    wd, _ = run
+    proc = snakemake(wd, extra=["--report", "results/report.html"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (wd / "results/report.html").read_text()
+    for name in ("training_curves.png", "confusion_matrices.png", "roc_curves.png", "timing.png", "comparison.png",
+                 "comparison.md", "data_report.json", "modes.png", "histograms.png", "summary.md"):
+        assert name in html, name
+    for caption in ("micro-average of one-vs-rest", "row) predicted as each class", "ECB"):
+        assert caption in html, caption
+
+
+@pytest.mark.parametrize("profile", ["default", "gpu", "slurm"])
+def test_profiles_plan_the_workflow(run, profile):
+    wd, _ = run
+    proc = snakemake(wd, extra=["--profile", f"profiles/{profile}", "-n"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if profile != "gpu":  # the GPU profile's config switches the Keras backend: training would rerun
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_pipeline_benchmark_reads_the_run(run):
+    wd, _ = run
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/pipeline.py"), "--results", str(wd / "results")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for rule in ("train", "encrypt", "decrypt", "compare_baselines"):
+        assert f"  {rule} " in proc.stdout, rule
+    assert "share of the pipeline" in proc.stdout and "training consumes" in proc.stdout
 
 
 def test_nothing_to_do_after_a_complete_run(run):

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO
 
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "envs", "src", "profiles", "benchmarks")
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from . import CryptomedError
 from .datasets import DatasetSpec
 from .files import atomic_path, write_csv, write_json
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
         return row, digest, pixels.shape, resize(pixels, settings.image_size, settings.aspect, settings.resample)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        results = list(pool.map(work, rows))
+        results = list(progress(pool.map(work, rows), len(rows), f"{spec.name}: decode and resize"))
 
     corrupt = [r["path"] for r, d, _, _ in results if d is None]
     decoded = [(r, d, shape, img) for r, d, shape, img in results if d is not None]

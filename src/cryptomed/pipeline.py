@@ -132,7 +132,9 @@ def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
 def train_stage(smk) -> None:
     # Decrypt first, in forked processes, before the Keras backend starts its threads (no fork after that).
     params = dict(smk.params.train)
+    t0 = time.perf_counter()
     arrays = _model_arrays(smk, params.get("crypto", {}), splits=("train", "val"), workers=_threads(smk))
+    load_seconds = time.perf_counter() - t0
     from .models import configure_backend
 
     backend = configure_backend(params.get("backend"), _threads(smk))
@@ -151,7 +153,10 @@ def train_stage(smk) -> None:
     log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
     model, history, info = train(as_model_input(arrays["images"][tr]), arrays["labels"][tr],
                                  as_model_input(arrays["images"][va]), arrays["labels"][va], n_classes, cfg)
-    info.update({"dataset": smk.wildcards.dataset, "method": smk.wildcards.method, "threads": _threads(smk)})
+    info.update({"dataset": smk.wildcards.dataset, "method": smk.wildcards.method, "threads": _threads(smk),
+                 # reading the training images: decrypt-and-verify in memory (aes_cnn) or loading the npz
+                 "data_source": "container (decrypted in memory)" if "container" in smk.input.keys() else "plaintext npz",
+                 "data_load_seconds": load_seconds})
     save_model(model, smk.output.model)
     hist = pd.DataFrame(history)
     hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
@@ -282,11 +287,10 @@ def he_stage(smk) -> None:
     log.info("CKKS %s; %d test images of %d features; server context %d bytes, no secret key", he.params,
              len(ids), x["test"].shape[1], len(he.server_context_bytes))
 
-    def progress(i, n):
-        if i % max(1, n // 10) == 0 or i == n:
-            log.info("  encrypted inference %d/%d", i, n)
+    from .progress import Progress
 
-    logits, stats = he.classify(x["test"], progress)
+    done = Progress(len(x["test"]), "CKKS encrypted inference")
+    logits, stats = he.classify(x["test"], lambda i, n: done.advance())
     plain = model.logits(x["test"])
     agreement = float((logits.argmax(1) == plain.argmax(1)).mean())
     log.info("agreement with the plaintext model %.4f, max |logit error| %.2e", agreement, np.abs(logits - plain).max())

@@ -242,6 +242,8 @@ def _fork_entry(span):
 
 def _run_spans(fn, job, n: int, workers: int) -> list:
     """``fn(job, start, stop)`` over ``workers`` contiguous spans, in forked processes when worth it."""
+    from ..progress import Progress
+
     workers = max(1, min(int(workers), n // MIN_RECORDS_PER_WORKER))
     if workers == 1:
         return [fn(job, 0, n)] if n else []
@@ -252,8 +254,14 @@ def _run_spans(fn, job, n: int, workers: int) -> list:
     _FORK_JOB = (fn, job)
     try:
         # fork: the children inherit the arrays and keys without copying them through pipes.
+        done = Progress(n, f"{fn.__name__.strip('_').replace('_span', '')} ({workers} processes)", step=0.25,
+                        unit="records")
+        results = []
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_fork_entry, spans, chunksize=1)
+            for (start, stop), part in zip(spans, pool.imap(_fork_entry, spans, chunksize=1)):
+                results.append(part)
+                done.advance(stop - start)
+        return results
     finally:
         _FORK_JOB = None
 
