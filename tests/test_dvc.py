@@ -30,7 +30,7 @@ def dvc_stages() -> dict[str, tuple[list[str], list[str]]]:
 
     repo = Repo(str(REPO))
     try:
-        return {s.addressing: ([str(d.def_path) for d in s.deps if not isinstance(d, ParamsDependency)],
+        return {s.name: ([str(d.def_path) for d in s.deps if not isinstance(d, ParamsDependency)],
                                [str(o.def_path) for o in s.outs])
                 for s in repo.index.stages}
     finally:

@@ -57,10 +57,10 @@ def stale_stages(proj: Path, env) -> tuple[set[str], set[str]]:
     status = json.loads(sh(proj, DVC, "status", "--json", env=env).stdout or "{}")
     with Repo(str(proj)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        by_name = {s.addressing: s for s in graph.nodes}
+        by_name = {s.name: s for s in graph.nodes}  # (addressing is relative to the current directory)
         downstream = set()
         for name in status:
-            downstream |= {s.addressing for s in nx.ancestors(graph, by_name[name])}
+            downstream |= {s.name for s in nx.ancestors(graph, by_name[name])}
     return set(status), set(status) | downstream
 
 
@@ -93,10 +93,10 @@ def test_nothing_is_stale_after_dvc_repro_in_either_tool(project):
 
 
 @pytest.mark.parametrize("section,key,value,expected", [
-    ("train", "epochs", 3, {"train", "evaluate", "compare_baselines"}),
+    ("train", "epochs", 3, {"train", "evaluate", "compare_baselines", "plot_results"}),
     ("preprocess", "image_size", 24,
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "pretrain_backbone", "baseline_transfer", "compare_baselines"}),
+      "pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results"}),
     (None, None, None, set()),
 ])
 def test_a_config_change_is_stale_to_the_same_jobs_in_both_tools(project, section, key, value, expected):

@@ -172,15 +172,16 @@ def test_nothing_to_do_after_a_complete_run(run):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "all"}),
+    ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "plot_results", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "pretrain_backbone", "baseline_transfer", "compare_baselines", "all"}),
+      "pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results", "all"}),
     ("evaluate:\n  bootstrap_resamples: 50\n",
-     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_transfer", "compare_baselines", "all"}),
-    ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "all"}),
+     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_transfer", "compare_baselines",
+      "plot_results", "all"}),
+    ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  transfer:\n    image_size: 40\n",
-     {"pretrain_backbone", "baseline_transfer", "compare_baselines", "all"}),
+     {"pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results", "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run

@@ -168,12 +168,21 @@ def _run(cmd: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
-def unpushed_outputs(project: Path) -> set[str]:
-    """Outputs marked ``push: false`` in dvc.yaml (the plaintext images)."""
+def dvc_outputs(project: Path) -> dict[str, bool]:
+    """Every cached output of dvc.yaml -> whether it may be pushed (``push: false`` marks the plaintext images)."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
-        return {str(o.def_path) for s in repo.index.stages for o in s.outs if o.use_cache and not o.can_push}
+        return {str(o.def_path): bool(o.can_push) for s in repo.index.stages for o in s.outs if o.use_cache}
+
+
+def _never_pushed(path: str, state: str, outputs: dict[str, bool]) -> bool:
+    """Is this difference only never-pushed plaintext missing? An unpushed output absent, or a directory (a dep
+    such as ``data/raw``) holding unpushed outputs only, whatever git left in it (DVC's .gitignore files)."""
+    if path in outputs:
+        return not outputs[path] and state in ("deleted", "not in cache")
+    under = [pushable for out, pushable in outputs.items() if out.startswith(path.rstrip("/") + "/")]
+    return bool(under) and not any(under)
 
 
 def pull(project: Path = Path(".")) -> dict:
@@ -186,7 +195,7 @@ def pull(project: Path = Path(".")) -> dict:
     project = Path(project)
     _run([sys.executable, "-m", "dvc", "pull", "--allow-missing"], project)
     status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], project) or "{}")
-    plaintext = unpushed_outputs(project)
+    outputs = dvc_outputs(project)
     missing, problems = set(), []
     for stage, changes in status.items():
         for change in changes:
@@ -195,8 +204,7 @@ def pull(project: Path = Path(".")) -> dict:
                 continue
             for kind, paths in change.items():
                 for path, state in paths.items() if isinstance(paths, dict) else [(str(paths), kind)]:
-                    inside = any(path == p or p.startswith(path.rstrip("/") + "/") for p in plaintext)
-                    if state in ("deleted", "not in cache") and inside:
+                    if _never_pushed(path, state, outputs):
                         missing.add(path)
                     else:
                         problems.append(f"{stage}: {kind} {path} {state}")
