@@ -308,22 +308,29 @@ def he_stage(smk) -> None:
     })
 
 
-def compare_stage(smk) -> None:
+def _method_results(smk):
+    """(dataset spec, every method's metrics, predictions by method, title) from a rule's metrics/predictions."""
     import json
 
     import pandas as pd
-    import yaml
 
     from .datasets import get_dataset
-    from .files import write_csv, write_json, write_text
-    from .reporting import comparison_figure, comparison_frame, comparison_markdown, paired_tests
 
     spec = get_dataset(smk.wildcards.dataset)
     metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
     predictions = {m["method"]: pd.read_csv(p, dtype={"id": str}) for m, p in zip(metrics, smk.input.predictions)}
+    return spec, metrics, predictions, f"{spec.title} — {metrics[0]['n_test']} test images"
+
+
+def compare_stage(smk) -> None:
+    import yaml
+
+    from .files import write_csv, write_json, write_text
+    from .reporting import comparison_figure, comparison_frame, comparison_markdown, paired_tests
+
+    spec, metrics, predictions, title = _method_results(smk)
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
     frame = comparison_frame(metrics, paper, predictions)
-    title = f"{spec.title} — {metrics[0]['n_test']} test images"
     write_csv(smk.output.csv, frame)
     write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name)))
     write_json(smk.output.tests, paired_tests(predictions))
@@ -333,19 +340,13 @@ def compare_stage(smk) -> None:
 
 
 def plot_results_stage(smk) -> None:
-    import json
-
     import pandas as pd
 
     from . import figures
-    from .datasets import get_dataset
 
-    spec = get_dataset(smk.wildcards.dataset)
-    metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
+    spec, metrics, predictions, title = _method_results(smk)
     titles = {m["method"]: m["method_title"] for m in metrics}
-    predictions = {m["method"]: pd.read_csv(p, dtype={"id": str}) for m, p in zip(metrics, smk.input.predictions)}
     histories = {Path(p).name.removesuffix("_history.csv"): pd.read_csv(p) for p in smk.input.histories}
-    title = f"{spec.title} — {metrics[0]['n_test']} test images"
     figures.training_curves(histories, titles, f"{spec.title}: training", smk.output.training)
     figures.confusion_matrices(metrics, title, smk.output.confusion)
     figures.roc_curves(metrics, predictions, spec.positive_class, title, smk.output.roc)
