@@ -4,11 +4,12 @@ Prints, for both engines (PyCryptodome = reference, OpenSSL via `cryptography`):
   * per-image encrypt / decrypt time through the real container code (fresh nonce, associated data,
     label + pixels) at 128x128 and 224x224, and the ratio to the paper's 12 ms / 15 ms;
   * throughput at 1 MiB messages against `openssl speed -evp aes-256-gcm` run in the same process tree;
-  * container encrypt + decrypt throughput with 2 worker processes against 1 (target >= 1.8x on 2 cores),
-    at 64x64 (the default pipeline's size) and 128x128.
+  * container encrypt and decrypt throughput with 2 worker processes against 1 (target >= 1.8x on 2 cores),
+    at 64x64 (the default pipeline's size) and 128x128, each beside a control: pure-Python work through the
+    same fork helper, which shows the speed-up the machine itself gives at that moment.
 Targets: per image >= 500x faster than the paper; 1 MiB throughput within 2x of `openssl speed`.
 
-    python benchmarks/crypto.py [--images 3000] [--repeats 3]
+    python benchmarks/crypto.py [--images 3000] [--repeats 3] [--pairs 9]
 """
 
 import argparse
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cryptomed.crypto import RawKey, decrypt_to_arrays, encrypt_records, get_engine  # noqa: E402
+from cryptomed.crypto.parallel import run_spans  # noqa: E402
 
 PAPER_ENCRYPT_S, PAPER_DECRYPT_S = 12e-3, 15e-3
 KEK = RawKey(os.urandom(32), "benchmark key")
@@ -66,31 +68,65 @@ def openssl_speed():
     return float(m.group(1)) * 1000 if m else None
 
 
-def scaling(engine, size, n, repeats, tmp):
-    """Container encrypt + decrypt wall time with 1 and 2 worker processes, run alternately.
+def _control_span(job, start, stop):
+    """Pure-Python work with no shared state: what 2 processes can give at best on this machine right now."""
+    x = 0
+    for i in range(start, stop):
+        for j in range(job):
+            x += (i * j) & 7
+    return x
 
-    Returns the best wall time per worker count and the median of the paired ratios (1 process / 2
-    processes, each pair run back to back): on a noisy machine the pairing cancels slow phases.
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    del out  # outside the timing: freeing the decrypted arrays is the caller's business
+    return seconds
+
+
+def scaling(engine, size, n, repeats, tmp):
+    """Encrypt and decrypt wall time of a container with 1 and 2 worker processes, paired with a control.
+
+    Each repeat runs, back to back: encrypt and decrypt with 1 process and with 2
+    processes, then the control (pure-Python work of about the same length through the
+    same fork helper) with 1 and with 2; every other repeat runs 2 before 1, so neither
+    always goes first.  On a machine whose speed drifts, the ratio of a pair run back to
+    back cancels slow phases, and the control says what speed-up the machine gave at that
+    moment.  Returns the per-repeat speed-ups (1-process time over 2-process time) for
+    encrypt, decrypt, both, and the control.
     """
     data = dataset(n, size)
-    wall, ratios = {1: [], 2: []}, []
-    for _ in range(repeats):
-        pair = {}
-        for workers in (1, 2):
-            (tmp / "s.cmed").unlink(missing_ok=True)  # freeing the old file's pages is not encryption work
-            t0 = time.perf_counter()
-            encrypt_records(tmp / "s.cmed", "bench", *data, KEK, engine=engine, workers=workers)
-            decrypt_to_arrays(tmp / "s.cmed", KEK, engine=engine, workers=workers)
-            pair[workers] = time.perf_counter() - t0
-            wall[workers].append(pair[workers])
-        ratios.append(pair[1] / pair[2])
-    return {w: min(t) for w, t in wall.items()}, float(np.median(ratios))
+    out = {"encrypt": [], "decrypt": [], "both": [], "control": []}
+    path = tmp / "s.cmed"
+    units = None
+    for repeat in range(repeats):
+        t, order = {}, (1, 2) if repeat % 2 == 0 else (2, 1)
+        for workers in order:
+            path.unlink(missing_ok=True)  # freeing the old file's pages is not encryption work
+            t["encrypt", workers] = _timed(lambda: encrypt_records(path, "bench", *data, KEK, engine=engine, workers=workers))
+            t["decrypt", workers] = _timed(lambda: decrypt_to_arrays(path, KEK, engine=engine, workers=workers))
+        if units is None:  # size the control like the crypto work (1-process time)
+            probe = _timed(lambda: _control_span(100, 0, n))
+            units = max(1, int(100 * (t["encrypt", 1] + t["decrypt", 1]) / probe))
+        for workers in order:
+            t["control", workers] = _timed(lambda: run_spans(_control_span, units, n, workers, "control"))
+        for part in ("encrypt", "decrypt", "control"):
+            out[part].append(t[part, 1] / t[part, 2])
+        out["both"].append((t["encrypt", 1] + t["decrypt", 1]) / (t["encrypt", 2] + t["decrypt", 2]))
+    return out
+
+
+def _quartiles(values):
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return f"{med:.2f}x [{q1:.2f}, {q3:.2f}]"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=3000, help="images per measurement")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the per-image and 1 MiB measurements")
+    ap.add_argument("--pairs", type=int, default=9, help="paired 1-vs-2-process runs per scaling measurement")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cryptomed-bench-"))
     print(f"machine: {os.cpu_count()} CPUs; {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}")
@@ -109,14 +145,20 @@ def main():
         mbs = mib_throughput(engine, args.repeats)
         print(f"  {engine:14s}{mbs / 1e6:8.0f} MB/s   openssl speed / this = {ref / mbs:.2f}x  "
               f"(target <= 2x: {'yes' if ref / mbs <= 2 else 'NO'})")
-    print(f"\nworker processes: container encrypt + decrypt, 1 vs 2 processes run alternately {args.repeats} times:")
+    print(f"\nworker processes: container encrypt / decrypt with 2 processes against 1, {args.pairs} pairs run back to "
+          "back,\neach with a control pair (pure-Python work of the same length through the same fork helper);"
+          "\nmedian speed-up [quartiles]; target >= 1.8x on 2 cores:")
+    print(f"{'engine':14s}{'images':>16s}{'encrypt':>22s}{'decrypt':>22s}{'both':>22s}{'control':>22s}"
+          f"{'both/control':>14s}  >=1.8x")
     for size, n in ((64, 2 * args.images), (128, args.images)):
         for engine in ("pycryptodome", "openssl"):
-            wall, ratio = scaling(engine, size, n, args.repeats, tmp)
-            mb = n * size * size * 2 / 1e6
-            print(f"  {engine:14s}{n} x {size}x{size}: best 1 process {mb / wall[1]:6.0f} MB/s, 2 processes "
-                  f"{mb / wall[2]:6.0f} MB/s; median paired speed-up {ratio:.2f}x "
-                  f"(target >= 1.8x on 2 cores: {'yes' if ratio >= 1.8 else 'NO'})")
+            r = scaling(engine, size, n, args.pairs, tmp)
+            both = float(np.median(r["both"]))
+            rel = float(np.median(np.array(r["both"]) / np.array(r["control"])))
+            print(f"{engine:14s}{f'{n} x {size}x{size}':>16s}" + "".join(f"{_quartiles(r[k]):>22s}" for k in
+                  ("encrypt", "decrypt", "both", "control")) + f"{rel:14.2f}  {'yes' if both >= 1.8 else 'NO'}",
+                  flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
 import shutil
 import struct
@@ -46,6 +45,7 @@ from .errors import (
     WrongKeyError,
 )
 from .keys import KEY_BYTES, KIND_RAW, KIND_SCRYPT, KeyEncryptionKey, canonical_json, key_id
+from .parallel import run_spans
 
 MAGIC = b"CMED"
 VERSION = 2
@@ -141,13 +141,53 @@ def _unwrap_dek(header: Header, kek: KeyEncryptionKey, engine: Engine, path) -> 
 # --------------------------------------------------------------------------- writing
 
 
+class _RecordAADs:
+    """Each record's AAD: canonical JSON of {dataset, id, index, shape, split}, formatted directly.
+
+    Byte-identical to ``canonical_json`` (tested) and ~5x faster than json.dumps.  The
+    writer needs every record's length up front (for the index) but the bytes only
+    when it encrypts, so :meth:`lengths` is vectorised for the parent and
+    :meth:`__getitem__` formats one record in whichever worker encrypts it.
+    """
+
+    _INDEX = ',"index":'
+
+    def __init__(self, dataset: str, ids, splits, shape):
+        self._q = q = json.encoder.encode_basestring_ascii  # the escaping json.dumps uses
+        self._head = f'{{"dataset":{q(dataset)},"id":'
+        self._tail = f',"shape":[{int(shape[0])},{int(shape[1])}],"split":'
+        self._ids_arr, splits_arr = np.asarray(ids, dtype=str), np.asarray(splits, dtype=str)
+        self._ids, self._splits = self._ids_arr.tolist(), splits_arr.tolist()
+        self._splits_q = {s: q(s) + "}" for s in set(self._splits)}
+        self._split_lengths = np.zeros(len(self._splits), np.int64)
+        for split, quoted in self._splits_q.items():
+            self._split_lengths[splits_arr == split] = len(quoted)
+
+    def lengths(self) -> np.ndarray:
+        n, q = len(self._ids), self._q
+        joined = ",".join(self._ids)
+        if q(joined) == f'"{joined}"':  # no id needs escaping: each is its characters and two quotes
+            id_lengths = np.strings.str_len(self._ids_arr).astype(np.int64) + 2
+        else:
+            id_lengths = np.fromiter(map(len, map(q, self._ids)), np.int64, n)
+        index = np.arange(n)
+        digits = np.ones(n, np.int64)
+        for power in range(1, len(str(max(n - 1, 0)))):
+            digits += index >= 10**power
+        fixed = len(self._head) + len(self._INDEX) + len(self._tail)  # all ASCII: characters = bytes
+        return fixed + digits + id_lengths + self._split_lengths
+
+    def __getitem__(self, i: int) -> bytes:
+        return (f"{self._head}{self._q(self._ids[i])}{self._INDEX}{i}{self._tail}"
+                f"{self._splits_q[self._splits[i]]}").encode()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 def _record_aads(dataset: str, ids, splits, shape) -> list[bytes]:
-    """Each record's AAD: canonical JSON of {dataset, id, index, shape, split}, formatted directly
-    (byte-identical to ``canonical_json``, tested), ~5x faster than json.dumps per record."""
-    q = json.encoder.encode_basestring_ascii  # the escaping json.dumps uses
-    head, tail = f'{{"dataset":{q(dataset)},"id":', f',"shape":[{int(shape[0])},{int(shape[1])}],"split":'
-    splits_q = {s: q(s) for s in set(map(str, splits))}
-    return [f'{head}{q(str(rid))},"index":{i}{tail}{splits_q[str(sp)]}}}'.encode() for i, (rid, sp) in enumerate(zip(ids, splits))]
+    aads = _RecordAADs(dataset, ids, splits, shape)
+    return [aads[i] for i in range(len(aads))]
 
 
 def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray) -> bytes:
@@ -182,11 +222,11 @@ def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, l
         raise ValueError("labels must fit in 16 bits")
     engine = get_engine(engine)
     dek, file_id = rng(KEY_BYTES), rng(FILE_ID_BYTES)
-    nonce_bytes = rng(NONCE_BYTES * n)
-    nonces = [nonce_bytes[i * NONCE_BYTES : (i + 1) * NONCE_BYTES] for i in range(n)]
-    check_nonces_unique(nonces, path)
-    aads = _record_aads(dataset, ids, splits, (h, w))
-    sizes = np.array([_U32.size + _U16.size + len(a) + NONCE_BYTES + 2 + h * w + TAG_BYTES for a in aads], dtype=np.int64)
+    nonces = _Nonces(rng(NONCE_BYTES * n))
+    if not nonces.surely_unique():
+        check_nonces_unique([nonces[i] for i in range(n)], path)
+    aads = _RecordAADs(dataset, ids, splits, (h, w))  # formatted by the workers; only their lengths here
+    sizes = aads.lengths() + (_U32.size + _U16.size + NONCE_BYTES + 2 + h * w + TAG_BYTES)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     raw = _immutable_header(file_id, key_id(dek), dataset, (h, w), offsets)
     digest = hashlib.sha256(raw).digest()
@@ -202,6 +242,22 @@ def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, l
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+class _Nonces:
+    """``n`` nonces drawn as one byte string; the workers slice out their own."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.data[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+
+    def surely_unique(self) -> bool:
+        """True when the first 8 bytes of the nonces already differ (vectorised; a full check otherwise)."""
+        prefixes = np.frombuffer(self.data, np.uint8).reshape(-1, NONCE_BYTES)[:, :8].copy().view("<u8").ravel()
+        prefixes.sort()
+        return bool((prefixes[1:] != prefixes[:-1]).all())
+
+
 def check_nonces_unique(nonces, where) -> None:
     """Refuse a (key, nonce) pair used twice: GCM nonce reuse leaks the XOR of plaintexts and the hash key."""
     if len(set(nonces)) != len(nonces):
@@ -212,58 +268,54 @@ def check_nonces_unique(nonces, where) -> None:
             seen[nonce] = i
 
 
+WRITE_BATCH = 256  # records per pwritev: 4 buffers each, within the usual IOV_MAX of 1024
+
+
 def _encrypt_span(job, start: int, stop: int) -> np.ndarray:
-    engine = job["engine"]
+    """Encrypt records ``start`` to ``stop - 1`` and write them in place, a batch of records per system call."""
+    engine, dek, aad_prefix, aads, nonces = job["engine"], job["dek"], job["aad_prefix"], job["aads"], job["nonces"]
+    images, labels, offsets, base = job["images"], job["labels"], job["offsets"], job["base"]
+    fixed = _U32.size + _U16.size + NONCE_BYTES + 2 + images.shape[1] * images.shape[2] + TAG_BYTES
     seconds = np.empty(stop - start)
     fd = os.open(job["path"], os.O_WRONLY)
     try:
-        for i in range(start, stop):
-            aad, nonce = job["aads"][i], job["nonces"][i]
-            plaintext = int(job["labels"][i]).to_bytes(2, "big") + job["images"][i].tobytes()
-            t0 = time.perf_counter()
-            sealed = engine.encrypt(job["dek"], nonce, plaintext, job["aad_prefix"] + aad)
-            seconds[i - start] = time.perf_counter() - t0
-            prefix = _U32.pack(_U16.size + len(aad) + NONCE_BYTES + len(sealed)) + _U16.pack(len(aad))
-            os.pwritev(fd, [prefix, aad, nonce, sealed], job["base"] + int(job["offsets"][i]))  # no concatenation
+        for first in range(start, stop, WRITE_BATCH):
+            last = min(first + WRITE_BATCH, stop)
+            parts = []
+            for i in range(first, last):
+                aad, nonce = aads[i], nonces[i]
+                if len(aad) != offsets[i + 1] - offsets[i] - fixed:
+                    raise RuntimeError(f"record {i}: associated data length differs from the index (a bug)")
+                plaintext = int(labels[i]).to_bytes(2, "big") + images[i].tobytes()
+                t0 = time.perf_counter()
+                sealed = engine.encrypt(dek, nonce, plaintext, aad_prefix + aad)
+                seconds[i - start] = time.perf_counter() - t0
+                parts += (_U32.pack(_U16.size + len(aad) + NONCE_BYTES + len(sealed)) + _U16.pack(len(aad)), aad, nonce, sealed)
+            _pwrite_all(fd, parts, base + int(offsets[first]), int(offsets[last] - offsets[first]))
     finally:
         os.close(fd)
     return seconds
 
 
+def _pwrite_all(fd: int, parts: list, offset: int, nbytes: int) -> None:
+    """Write ``parts`` contiguously at ``offset`` (records are laid out back to back), finishing short writes."""
+    written = os.pwritev(fd, parts, offset)
+    if written != nbytes:
+        rest = memoryview(b"".join(parts))[written:]
+        while rest:
+            n = os.pwrite(fd, rest, offset + written)
+            if n <= 0:
+                raise OSError(f"could not write records at byte {offset + written}")
+            rest, written = rest[n:], written + n
+
+
 # --------------------------------------------------------------------------- parallel spans
-
-_FORK_JOB = None
-
-
-def _fork_entry(span):
-    fn, job = _FORK_JOB
-    return fn(job, *span)
 
 
 def _run_spans(fn, job, n: int, workers: int) -> list:
-    """``fn(job, start, stop)`` over ``workers`` contiguous spans, in forked processes when worth it."""
-    from ..progress import Progress
-
-    workers = max(1, min(int(workers), n // MIN_RECORDS_PER_WORKER))
-    if workers == 1:
-        return [fn(job, 0, n)] if n else []
-    # 4 spans per worker, handed out as workers become free: a slow core does not hold up the rest.
-    bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
-    spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-    global _FORK_JOB
-    _FORK_JOB = (fn, job)
-    try:
-        # fork: the children inherit the arrays and keys without copying them through pipes.
-        done = Progress(n, f"{fn.__name__.strip('_').replace('_span', '')} ({workers} processes)", step=0.25,
-                        unit="records")
-        results = []
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for (start, stop), part in zip(spans, pool.imap(_fork_entry, spans, chunksize=1)):
-                results.append(part)
-                done.advance(stop - start)
-        return results
-    finally:
-        _FORK_JOB = None
+    """``fn(job, start, stop)`` over contiguous spans, in ``workers`` processes when there is enough work."""
+    label = fn.__name__.strip("_").replace("_span", "")
+    return run_spans(fn, job, n, workers, label, min_per_worker=MIN_RECORDS_PER_WORKER)
 
 
 # --------------------------------------------------------------------------- reading
@@ -363,55 +415,92 @@ class ContainerReader:
     def __len__(self) -> int:
         return self.header.n_records
 
-    def _raw(self, i: int) -> tuple[bytes, dict, str]:
-        hdr = self.header
-        start, stop = int(hdr.offsets[i]), int(hdr.offsets[i + 1])
-        blob = memoryview(os.pread(self._fd, stop - start, hdr.records_start + start))
-        where = f"{self.path}: record {i}"
+    def _where(self, i: int, info: dict | None = None) -> str:
+        if not info:
+            return f"{self.path}: record {i}"
+        return f"{self.path}: record {i} (dataset {info.get('dataset')}, split {info.get('split')}, id {info.get('id')})"
+
+    def _raw(self, i: int, blob: memoryview | None = None) -> tuple[memoryview, int, dict]:
+        """The record's bytes after its length field, its AAD length and its (not yet authenticated) AAD.
+
+        ``blob`` is the record's bytes when the caller has read them already (a span read at once).
+        """
+        if blob is None:
+            start, stop = int(self.header.offsets[i]), int(self.header.offsets[i + 1])
+            blob = memoryview(os.pread(self._fd, stop - start, self.header.records_start + start))
         (rec_len,) = _U32.unpack_from(blob)
         if rec_len != len(blob) - _U32.size:
-            raise RecordAuthenticationError(f"{where}: length field {rec_len} disagrees with the index "
+            raise RecordAuthenticationError(f"{self._where(i)}: length field {rec_len} disagrees with the index "
                                             f"({len(blob) - _U32.size}); the record was modified")
+        info = None
         try:
             (aad_len,) = _U16.unpack_from(blob, _U32.size)
-            aad = bytes(blob[6 : 6 + aad_len])
-            info = json.loads(aad)
-            where = (f"{self.path}: record {i} (dataset {info.get('dataset')}, split {info.get('split')}, "
-                     f"id {info.get('id')})")
+            info = json.loads(blob[6 : 6 + aad_len].tobytes())
             if not isinstance(info, dict) or len(blob) < 6 + aad_len + NONCE_BYTES + TAG_BYTES:
                 raise ValueError
-        except (ValueError, struct.error, AttributeError):
-            raise RecordAuthenticationError(f"{where}: associated data is corrupt") from None
-        return blob[_U32.size :], info, where
+        except (ValueError, struct.error):
+            raise RecordAuthenticationError(f"{self._where(i, info if isinstance(info, dict) else None)}: "
+                                            "associated data is corrupt") from None
+        return blob[_U32.size :], aad_len, info
 
     def peek_split(self, i: int) -> str | None:
         """The split a record claims (unauthenticated until the record is read)."""
-        return self._raw(i)[1].get("split")
+        return self._raw(i)[2].get("split")
 
-    def read(self, i: int) -> tuple[DecryptedRecord, float]:
-        """Decrypt and verify record ``i``; return it with the seconds the decryption took."""
+    def read(self, i: int, splits: set[str] | None = None) -> tuple[DecryptedRecord | None, float]:
+        """Decrypt and verify record ``i``; return it with the seconds the decryption took.
+
+        With ``splits``, a record that claims another split is skipped, not decrypted:
+        ``(None, 0.0)``.  (A record lying about its split fails its tag when read.)
+        """
         if not 0 <= i < len(self):
             raise IndexError(i)
-        body, info, where = self._raw(i)
-        aad_len = _U16.unpack_from(body)[0]
-        aad = bytes(body[2 : 2 + aad_len])
+        return self._open(i, self._raw(i), splits)
+
+    def read_span(self, start: int, stop: int, splits: set[str] | None = None,
+                  buffer: bytearray | None = None) -> Iterator[tuple[DecryptedRecord | None, float]]:
+        """:meth:`read` for records ``start`` to ``stop - 1``, their bytes read with one system call.
+
+        ``buffer`` (grown as needed) saves allocating fresh memory for every span.
+        """
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError((start, stop))
+        offsets = self.header.offsets
+        first, nbytes = int(offsets[start]), int(offsets[stop] - offsets[start])
+        buffer = buffer if buffer is not None else bytearray()
+        if len(buffer) < nbytes:
+            buffer.extend(bytes(nbytes - len(buffer)))
+        view = memoryview(buffer)[:nbytes]
+        if os.preadv(self._fd, [view], self.header.records_start + first) != nbytes:
+            raise ContainerFormatError(f"{self.path}: records {start} to {stop - 1} could not be read in full "
+                                       "(the file changed while it was read)")
+        for i in range(start, stop):
+            blob = view[int(offsets[i]) - first : int(offsets[i + 1]) - first]
+            yield self._open(i, self._raw(i, blob), splits)
+
+    def _open(self, i: int, raw: tuple[memoryview, int, dict], splits) -> tuple[DecryptedRecord | None, float]:
+        body, aad_len, info = raw
+        if splits is not None and info.get("split") not in splits:
+            return None, 0.0
+        aad = body[2 : 2 + aad_len]
         nonce = bytes(body[2 + aad_len : 2 + aad_len + NONCE_BYTES])
         sealed = body[2 + aad_len + NONCE_BYTES :]
         t0 = time.perf_counter()
         plaintext = self.engine.decrypt(self._dek, nonce, sealed, self._aad_prefix + aad)
         seconds = time.perf_counter() - t0
         if plaintext is None:
-            raise RecordAuthenticationError(f"{where}: authentication tag does not verify (tampered, moved or corrupted)")
+            raise RecordAuthenticationError(f"{self._where(i, info)}: authentication tag does not verify "
+                                            "(tampered, moved or corrupted)")
         # Authenticated from here on: a position, dataset or shape that differs from where the record
         # sits proves it was reordered or moved, not randomly corrupted.
         hdr = self.header
         if info.get("index") != i or info.get("dataset") != hdr.dataset or tuple(info.get("shape", ())) != hdr.shape:
             raise RecordAuthenticationError(
-                f"{where}: authenticated position {info.get('index')} of dataset {info.get('dataset')} differs from "
-                f"its place ({i} of {hdr.dataset}): records were reordered or moved")
+                f"{self._where(i, info)}: authenticated position {info.get('index')} of dataset {info.get('dataset')} "
+                f"differs from its place ({i} of {hdr.dataset}): records were reordered or moved")
         h, w = hdr.shape
         if len(plaintext) != 2 + h * w:
-            raise ContainerFormatError(f"{where}: plaintext size does not match the shape {h}x{w}")
+            raise ContainerFormatError(f"{self._where(i, info)}: plaintext size does not match the shape {h}x{w}")
         label = int.from_bytes(plaintext[:2], "big")
         pixels = np.frombuffer(plaintext, dtype=np.uint8, offset=2).reshape(h, w)
         return DecryptedRecord(i, str(info["id"]), str(info["split"]), label, pixels), seconds
@@ -435,13 +524,12 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
     decrypting the others.  ``workers > 1`` decrypts spans in forked processes into
     shared memory; use 1 in processes that run threaded libraries (TensorFlow).
     """
-    with ContainerReader(path, kek, engine) as reader:
-        header = reader.header
-    n, (h, w) = header.n_records, header.shape
-    shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
-    job = {"path": path, "kek": kek, "engine": engine, "pixels": shared, "shape": (h, w),
-           "splits": None if splits is None else set(splits)}
-    parts = _run_spans(_decrypt_span, job, n, workers)
+    with ContainerReader(path, kek, engine) as reader:  # the forked workers use it too (pread: no shared offset)
+        n, (h, w) = reader.header.n_records, reader.header.shape
+        shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
+        job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits),
+               "buffer": bytearray()}  # each process reads its spans into its own copy of this buffer
+        parts = _run_spans(_decrypt_span, job, n, workers)
     pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)  # keeps the mapping alive
     keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
     cat = lambda key, dtype: np.concatenate([p[key] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
@@ -456,22 +544,20 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
 
 
 def _decrypt_span(job, start: int, stop: int) -> dict:
-    h, w = job["shape"]
-    out = np.frombuffer(job["pixels"], dtype=np.uint8, count=max(1, stop) * h * w)
+    reader, wanted = job["reader"], job["splits"]
+    size = reader.header.shape[0] * reader.header.shape[1]
+    out = np.frombuffer(job["pixels"], dtype=np.uint8, count=max(1, stop) * size)
     res = {"keep": np.zeros(stop - start, bool), "labels": [], "ids": [], "split": [], "seconds": []}
-    with ContainerReader(job["path"], job["kek"], job["engine"]) as reader:
-        for i in range(start, stop):
-            if job["splits"] is not None and reader.peek_split(i) not in job["splits"]:
-                continue  # the record's tag is still checked if the split is wanted; skipped ones are not used
-            rec, sec = reader.read(i)
-            if job["splits"] is not None and rec.split not in job["splits"]:
-                continue
-            out[i * h * w : (i + 1) * h * w] = rec.pixels.reshape(-1)
-            res["keep"][i - start] = True
-            res["labels"].append(rec.label)
-            res["ids"].append(rec.id)
-            res["split"].append(rec.split)
-            res["seconds"].append(sec)
+    for rec, sec in reader.read_span(start, stop, wanted, job["buffer"]):
+        if rec is None:
+            continue  # a record of another split is not decrypted (nor used)
+        i = rec.index
+        out[i * size : (i + 1) * size] = rec.pixels.reshape(-1)
+        res["keep"][i - start] = True
+        res["labels"].append(rec.label)
+        res["ids"].append(rec.id)
+        res["split"].append(rec.split)
+        res["seconds"].append(sec)
     return res
 
 
