@@ -77,6 +77,9 @@ def test_cavp_cases_with_cryptomed_parameters_through_each_engine(engine):
     assert len(enc) == len(dec) == 375 and any(c["fail"] for c in dec)
     for c in enc:
         assert eng.encrypt(c["Key"], c["IV"], c["PT"], c["AAD"]) == c["CT"] + c["Tag"]
+        out = bytearray(b"\xee" * (len(c["PT"]) + 20))  # into reused memory: exactly its bytes, nothing around
+        eng.encrypt_into(c["Key"], c["IV"], c["PT"], c["AAD"], memoryview(out)[2 : 2 + len(c["PT"]) + 16])
+        assert out == b"\xee" * 2 + c["CT"] + c["Tag"] + b"\xee" * 2
     for c in dec:
         pt = eng.decrypt(c["Key"], c["IV"], c["CT"] + c["Tag"], c["AAD"])
         assert (pt is None) == c["fail"] and (pt is None or pt == c["PT"])

@@ -102,3 +102,22 @@ def test_short_writes_are_finished_not_lost(tmp_path, monkeypatch):
     path = write_container(tmp_path / "d.cmed", records=records)
     arrays, _ = decrypt_to_arrays(path, KEK)
     np.testing.assert_array_equal(arrays["images"], records[0])
+
+
+@pytest.mark.parametrize("chunk", [1, 700, 2500])  # one record per system call, and a few
+@pytest.mark.parametrize("workers", [1, 2])
+def test_records_cross_io_chunk_boundaries_intact(tmp_path, monkeypatch, chunk, workers):
+    monkeypatch.setattr(container_mod, "MIN_RECORDS_PER_WORKER", 1)
+    monkeypatch.setattr(container_mod, "IO_CHUNK_BYTES", chunk)
+    records = make_records(n=37, shape=(16, 16))
+    path = write_container(tmp_path / "d.cmed", records=records, workers=workers)
+    monkeypatch.setattr(container_mod, "IO_CHUNK_BYTES", 4 << 20)
+    reference = write_container(tmp_path / "r.cmed", records=records)
+    arrays, _ = decrypt_to_arrays(reference, KEK)
+    np.testing.assert_array_equal(arrays["images"], records[0])
+    monkeypatch.setattr(container_mod, "IO_CHUNK_BYTES", chunk)
+    for container in (path, reference):
+        arrays, _ = decrypt_to_arrays(container, KEK, workers=workers, splits=("train", "test"))
+        keep = np.isin(records[3], ["train", "test"])
+        np.testing.assert_array_equal(arrays["images"], records[0][keep])
+        assert list(arrays["ids"]) == list(records[2][keep])

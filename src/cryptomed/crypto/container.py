@@ -268,33 +268,54 @@ def check_nonces_unique(nonces, where) -> None:
             seen[nonce] = i
 
 
-WRITE_BATCH = 256  # records per pwritev: 4 buffers each, within the usual IOV_MAX of 1024
+WRITE_BATCH = 256  # records per pwritev at most: 4 buffers each, within the usual IOV_MAX of 1024
+IO_CHUNK_BYTES = 4 << 20  # and at most this much per pwritev / preadv (the scratch memory a process keeps)
 
 
 def _encrypt_span(job, start: int, stop: int) -> np.ndarray:
-    """Encrypt records ``start`` to ``stop - 1`` and write them in place, a batch of records per system call."""
+    """Encrypt records ``start`` to ``stop - 1`` and write them in place, a batch of records per system call.
+
+    Ciphertexts go into this process's scratch memory (no allocation per record: at 224x224
+    that saves ~5 us of page faults per image) and are written from there.
+    """
     engine, dek, aad_prefix, aads, nonces = job["engine"], job["dek"], job["aad_prefix"], job["aads"], job["nonces"]
     images, labels, offsets, base = job["images"], job["labels"], job["offsets"], job["base"]
-    fixed = _U32.size + _U16.size + NONCE_BYTES + 2 + images.shape[1] * images.shape[2] + TAG_BYTES
+    sealed_len = 2 + images.shape[1] * images.shape[2] + TAG_BYTES
+    fixed = _U32.size + _U16.size + NONCE_BYTES + sealed_len
+    batch = max(1, min(WRITE_BATCH, IO_CHUNK_BYTES // sealed_len))
+    scratch = _scratch("encrypt", batch * sealed_len)
     seconds = np.empty(stop - start)
     fd = os.open(job["path"], os.O_WRONLY)
     try:
-        for first in range(start, stop, WRITE_BATCH):
-            last = min(first + WRITE_BATCH, stop)
+        for first in range(start, stop, batch):
+            last = min(first + batch, stop)
             parts = []
-            for i in range(first, last):
+            for k, i in enumerate(range(first, last)):
                 aad, nonce = aads[i], nonces[i]
                 if len(aad) != offsets[i + 1] - offsets[i] - fixed:
                     raise RuntimeError(f"record {i}: associated data length differs from the index (a bug)")
                 plaintext = int(labels[i]).to_bytes(2, "big") + images[i].tobytes()
+                sealed = scratch[k * sealed_len : (k + 1) * sealed_len]
                 t0 = time.perf_counter()
-                sealed = engine.encrypt(dek, nonce, plaintext, aad_prefix + aad)
+                engine.encrypt_into(dek, nonce, plaintext, aad_prefix + aad, sealed)
                 seconds[i - start] = time.perf_counter() - t0
-                parts += (_U32.pack(_U16.size + len(aad) + NONCE_BYTES + len(sealed)) + _U16.pack(len(aad)), aad, nonce, sealed)
+                parts += (_U32.pack(fixed - _U32.size + len(aad)) + _U16.pack(len(aad)), aad, nonce, sealed)
             _pwrite_all(fd, parts, base + int(offsets[first]), int(offsets[last] - offsets[first]))
     finally:
         os.close(fd)
     return seconds
+
+
+_SCRATCH: dict[str, tuple[int, bytearray]] = {}
+
+
+def _scratch(name: str, nbytes: int) -> memoryview:
+    """``nbytes`` of memory reused by every span this process runs (a forked child gets its own)."""
+    pid, buf = _SCRATCH.get(name, (None, bytearray()))
+    if pid != os.getpid() or len(buf) < nbytes:
+        buf = bytearray(max(nbytes, len(buf) if pid == os.getpid() else 0))
+        _SCRATCH[name] = (os.getpid(), buf)
+    return memoryview(buf)[:nbytes]
 
 
 def _pwrite_all(fd: int, parts: list, offset: int, nbytes: int) -> None:
@@ -458,25 +479,25 @@ class ContainerReader:
         return self._open(i, self._raw(i), splits)
 
     def read_span(self, start: int, stop: int, splits: set[str] | None = None,
-                  buffer: bytearray | None = None) -> Iterator[tuple[DecryptedRecord | None, float]]:
-        """:meth:`read` for records ``start`` to ``stop - 1``, their bytes read with one system call.
+                  scratch: Callable[[int], memoryview] | None = None) -> Iterator[tuple[DecryptedRecord | None, float]]:
+        """:meth:`read` for records ``start`` to ``stop - 1``, read a few MiB per system call.
 
-        ``buffer`` (grown as needed) saves allocating fresh memory for every span.
+        ``scratch(nbytes)`` lends reusable memory to read into (fresh memory otherwise).
         """
         if not 0 <= start <= stop <= len(self):
             raise IndexError((start, stop))
         offsets = self.header.offsets
-        first, nbytes = int(offsets[start]), int(offsets[stop] - offsets[start])
-        buffer = buffer if buffer is not None else bytearray()
-        if len(buffer) < nbytes:
-            buffer.extend(bytes(nbytes - len(buffer)))
-        view = memoryview(buffer)[:nbytes]
-        if os.preadv(self._fd, [view], self.header.records_start + first) != nbytes:
-            raise ContainerFormatError(f"{self.path}: records {start} to {stop - 1} could not be read in full "
-                                       "(the file changed while it was read)")
-        for i in range(start, stop):
-            blob = view[int(offsets[i]) - first : int(offsets[i + 1]) - first]
-            yield self._open(i, self._raw(i, blob), splits)
+        i = start
+        while i < stop:
+            last = max(i + 1, min(stop, int(np.searchsorted(offsets, offsets[i] + IO_CHUNK_BYTES, side="right")) - 1))
+            first, nbytes = int(offsets[i]), int(offsets[last] - offsets[i])
+            view = scratch(nbytes) if scratch else memoryview(bytearray(nbytes))
+            if os.preadv(self._fd, [view], self.header.records_start + first) != nbytes:
+                raise ContainerFormatError(f"{self.path}: records {i} to {last - 1} could not be read in full "
+                                           "(the file changed while it was read)")
+            for j in range(i, last):
+                yield self._open(j, self._raw(j, view[int(offsets[j]) - first : int(offsets[j + 1]) - first]), splits)
+            i = last
 
     def _open(self, i: int, raw: tuple[memoryview, int, dict], splits) -> tuple[DecryptedRecord | None, float]:
         body, aad_len, info = raw
@@ -527,8 +548,7 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
     with ContainerReader(path, kek, engine) as reader:  # the forked workers use it too (pread: no shared offset)
         n, (h, w) = reader.header.n_records, reader.header.shape
         shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
-        job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits),
-               "buffer": bytearray()}  # each process reads its spans into its own copy of this buffer
+        job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits)}
         parts = _run_spans(_decrypt_span, job, n, workers)
     pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)  # keeps the mapping alive
     keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
@@ -548,7 +568,7 @@ def _decrypt_span(job, start: int, stop: int) -> dict:
     size = reader.header.shape[0] * reader.header.shape[1]
     out = np.frombuffer(job["pixels"], dtype=np.uint8, count=max(1, stop) * size)
     res = {"keep": np.zeros(stop - start, bool), "labels": [], "ids": [], "split": [], "seconds": []}
-    for rec, sec in reader.read_span(start, stop, wanted, job["buffer"]):
+    for rec, sec in reader.read_span(start, stop, wanted, lambda nbytes: _scratch("decrypt", nbytes)):
         if rec is None:
             continue  # a record of another split is not decrypted (nor used)
         i = rec.index
