@@ -9,7 +9,7 @@ Prints, for both engines (PyCryptodome = reference, OpenSSL via `cryptography`):
     same fork helper, which shows the speed-up the machine itself gives at that moment.
 Targets: per image >= 500x faster than the paper; 1 MiB throughput within 2x of `openssl speed`.
 
-    python benchmarks/crypto.py [--images 3000] [--repeats 3] [--pairs 9]
+    python benchmarks/crypto.py [--images 3000] [--repeats 3] [--pairs 9] [--sections per-image mib scaling]
 """
 
 import argparse
@@ -127,10 +127,21 @@ def main():
     ap.add_argument("--images", type=int, default=3000, help="images per measurement")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the per-image and 1 MiB measurements")
     ap.add_argument("--pairs", type=int, default=9, help="paired 1-vs-2-process runs per scaling measurement")
+    ap.add_argument("--sections", nargs="+", choices=("per-image", "mib", "scaling"),
+                    default=["per-image", "mib", "scaling"])
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cryptomed-bench-"))
     print(f"machine: {os.cpu_count()} CPUs; {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}")
     print(f"paper: {PAPER_ENCRYPT_S * 1e3:.0f} ms encrypt / {PAPER_DECRYPT_S * 1e3:.0f} ms decrypt per image\n")
+    if "per-image" in args.sections:
+        per_image_section(args, tmp)
+    if "mib" in args.sections:
+        mib_section(args)
+    if "scaling" in args.sections:
+        scaling_section(args, tmp)
+
+
+def per_image_section(args, tmp):
     print("per image, one process (median inside the cipher call, best of repeats):")
     print(f"{'engine':14s}{'size':>9s}{'encrypt us':>12s}{'decrypt us':>12s}{'x paper enc':>13s}{'x paper dec':>13s}  >=500x")
     for engine in ("pycryptodome", "openssl"):
@@ -139,12 +150,18 @@ def main():
             ok = min(PAPER_ENCRYPT_S / enc, PAPER_DECRYPT_S / dec) >= 500
             print(f"{engine:14s}{f'{size}x{size}':>9s}{enc * 1e6:12.1f}{dec * 1e6:12.1f}"
                   f"{PAPER_ENCRYPT_S / enc:13.0f}{PAPER_DECRYPT_S / dec:13.0f}  {'yes' if ok else 'NO'}")
+
+
+def mib_section(args):
     ref = openssl_speed()
     print(f"\n1 MiB messages (encrypt, one thread): openssl speed -evp aes-256-gcm = {ref / 1e6:.0f} MB/s")
     for engine in ("pycryptodome", "openssl"):
         mbs = mib_throughput(engine, args.repeats)
         print(f"  {engine:14s}{mbs / 1e6:8.0f} MB/s   openssl speed / this = {ref / mbs:.2f}x  "
               f"(target <= 2x: {'yes' if ref / mbs <= 2 else 'NO'})")
+
+
+def scaling_section(args, tmp):
     print(f"\nworker processes: container encrypt / decrypt with 2 processes against 1, {args.pairs} pairs run back to "
           "back,\neach with a control pair (pure-Python work of the same length through the same fork helper);"
           "\nmedian speed-up [quartiles]; target >= 1.8x on 2 cores:")

@@ -121,3 +121,19 @@ def test_records_cross_io_chunk_boundaries_intact(tmp_path, monkeypatch, chunk, 
         keep = np.isin(records[3], ["train", "test"])
         np.testing.assert_array_equal(arrays["images"], records[0][keep])
         assert list(arrays["ids"]) == list(records[2][keep])
+
+
+def test_crypto_benchmark_runs_and_prints_every_row():
+    """benchmarks/crypto.py at toy sizes: every section prints its rows (the numbers are for real runs)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "crypto.py"
+    out = subprocess.run([sys.executable, str(script), "--images", "300", "--repeats", "1", "--pairs", "2"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    per_image = [l.split() for l in out.splitlines() if l.split()[1:2] in (["128x128"], ["224x224"])]
+    assert len(per_image) == 4 and all(len(row) == 7 for row in per_image)
+    assert "openssl speed -evp aes-256-gcm =" in out and out.count("openssl speed / this") == 2
+    rows = [l for l in out.splitlines() if " x 64x64" in l or " x 128x128" in l]
+    assert len(rows) == 4 and all(l.rstrip().endswith(("yes", "NO")) for l in rows)
