@@ -374,7 +374,7 @@ def read_header(path: str | os.PathLike) -> Header:
         try:
             meta = json.loads(meta_raw)
             dataset, (h, w) = str(meta["dataset"]), (int(v) for v in meta["shape"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ContainerFormatError(f"{path}: header metadata is not valid") from None
         offsets = np.frombuffer(index_raw, dtype=">u8").astype(np.int64)
         if offsets[0] != 0 or (np.diff(offsets) <= 0).any() or h <= 0 or w <= 0:
@@ -391,7 +391,7 @@ def read_header(path: str | os.PathLike) -> Header:
             params = json.loads(params_raw) if params_raw else {}
             if not isinstance(params, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ContainerFormatError(f"{path}: key block parameters are not valid") from None
         rest = kb[_KB_FIXED.size + params_len :]
         block = KeyBlock(kind, kek_id, params, params_raw, rest[:NONCE_BYTES], rest[NONCE_BYTES:])
@@ -459,7 +459,7 @@ class ContainerReader:
             info = json.loads(blob[6 : 6 + aad_len].tobytes())
             if not isinstance(info, dict) or len(blob) < 6 + aad_len + NONCE_BYTES + TAG_BYTES:
                 raise ValueError
-        except (ValueError, struct.error):
+        except (ValueError, struct.error, RecursionError):  # RecursionError: JSON nested too deep
             raise RecordAuthenticationError(f"{self._where(i, info if isinstance(info, dict) else None)}: "
                                             "associated data is corrupt") from None
         return blob[_U32.size :], aad_len, info
@@ -501,7 +501,7 @@ class ContainerReader:
 
     def _open(self, i: int, raw: tuple[memoryview, int, dict], splits) -> tuple[DecryptedRecord | None, float]:
         body, aad_len, info = raw
-        if splits is not None and info.get("split") not in splits:
+        if splits is not None and not (isinstance(info.get("split"), str) and info["split"] in splits):
             return None, 0.0
         aad = body[2 : 2 + aad_len]
         nonce = bytes(body[2 + aad_len : 2 + aad_len + NONCE_BYTES])
