@@ -542,7 +542,9 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
     """Decrypt a container into the arrays layout used by preprocess; return (arrays, seconds per record).
 
     ``splits`` keeps only records whose (authenticated) split is listed, without
-    decrypting the others.  ``workers > 1`` decrypts spans in forked processes into
+    decrypting the others: a skipped record is not verified, so verify the whole
+    container first when that matters (the pipeline's ``decrypt`` rule does, before
+    training reads a subset).  ``workers > 1`` decrypts spans in forked processes into
     shared memory; use 1 in processes that run threaded libraries (TensorFlow).
     """
     with ContainerReader(path, kek, engine) as reader:  # the forked workers use it too (pread: no shared offset)
