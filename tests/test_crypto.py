@@ -393,3 +393,47 @@ def test_decrypt_stage_without_a_key_is_a_missing_key(tmp_path, container, monke
     with pytest.raises(SystemExit):
         run_stage(smk, decrypt_stage)
     assert "KeyMissingError" in (tmp_path / "d.log").read_text() and not out.exists()
+
+
+def _rewrite_aad(path, record, text: bytes):
+    _, _, records = layout(path)
+    start, nonce = records[record]["aad"], records[record]["nonce"]
+    data = bytearray(path.read_bytes())
+    assert len(text) == nonce - start
+    data[start:nonce] = text
+    path.write_bytes(bytes(data))
+
+
+def test_hostile_associated_data_gives_the_clean_error(tmp_path):
+    """Unauthenticated AAD is parsed before the tag is checked: nesting too deep and odd types stay clean errors."""
+    images, labels, ids, splits = make_records(n=4)
+    ids = np.array([f"{i:04d}" + "x" * 2100 for i in range(4)])
+    path = write_container(tmp_path / "d.cmed", records=(images, labels, ids, splits))
+    length = layout(path)[2][1]["nonce"] - layout(path)[2][1]["aad"]
+    _rewrite_aad(path, 1, b"[" * length)
+    with pytest.raises(RecordAuthenticationError, match="record 1: associated data is corrupt"):
+        decrypt_to_arrays(path, KEK)
+    path = write_container(tmp_path / "e.cmed", records=(images, labels, ids, splits))
+    odd = b'{"split":["test"],"id":"' + b"y" * (length - 28) + b'"}'
+    _rewrite_aad(path, 2, odd)
+    arrays, _ = decrypt_to_arrays(path, KEK, splits=("train",))  # claims no wanted split: skipped, not a crash
+    assert list(arrays["ids"]) == list(ids[splits == "train"])
+    with pytest.raises(RecordAuthenticationError, match="record 2 .*does not verify"):
+        decrypt_to_arrays(path, KEK)
+
+
+@pytest.mark.parametrize("part", ["header metadata", "key block parameters"])
+def test_json_nested_too_deep_in_the_header_is_a_format_error(tmp_path, part):
+    import struct as st
+
+    from cryptomed.crypto.container import _FIXED, ALG_AES_256_GCM, MAGIC, VERSION
+
+    deep = b"[" * 3000
+    meta = deep if part == "header metadata" else b'{"dataset":"x","shape":[8,8]}'
+    params = deep if part == "key block parameters" else b""
+    key_block = st.pack(">B8sH", 1, b"k" * 8, len(params)) + params + b"n" * 12 + b"w" * 48
+    data = (_FIXED.pack(MAGIC, VERSION, ALG_AES_256_GCM, b"f" * 16, b"d" * 8, 0, len(meta)) + meta + bytes(8)
+            + st.pack(">I", len(key_block)) + key_block)
+    (tmp_path / "deep.cmed").write_bytes(data)
+    with pytest.raises(ContainerFormatError, match=f"{part} (are|is) not valid"):
+        decrypt_to_arrays(tmp_path / "deep.cmed", KEK)
