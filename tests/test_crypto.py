@@ -115,15 +115,16 @@ def test_nonce_reuse_is_refused_before_anything_is_written(tmp_path, records):
 
 
 def test_fast_record_aad_formatting_equals_canonical_json():
-    from cryptomed.crypto.container import _RecordAADs, _record_aads
+    from cryptomed.crypto.container import _RecordAADs
     from cryptomed.crypto.keys import canonical_json
 
     ids = ["a", 'q"uote', "\u00e9t\u00e9", "x\\y", "007", "\U0001f600"] * 2
     splits = ["train", "val", "test", "tr\nain", "val", "test"] * 2
-    fast = _record_aads("br\u00e4in", ids, splits, (64, 48))
+    aads = _RecordAADs("br\u00e4in", ids, splits, (64, 48))
+    fast = [aads[i] for i in range(len(aads))]
     assert fast == [canonical_json({"dataset": "br\u00e4in", "index": i, "id": r, "split": s, "shape": [64, 48]})
                     for i, (r, s) in enumerate(zip(ids, splits))]
-    assert list(_RecordAADs("br\u00e4in", ids, splits, (64, 48)).lengths()) == [len(a) for a in fast]
+    assert list(aads.lengths()) == [len(a) for a in fast]
     many = _RecordAADs("x", ["id"] * 10_001, ["train"] * 10_001, (8, 8))  # index digits 1 to 5
     assert list(many.lengths()) == [len(many[i]) for i in range(10_001)]
 

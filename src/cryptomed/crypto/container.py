@@ -185,11 +185,6 @@ class _RecordAADs:
         return len(self._ids)
 
 
-def _record_aads(dataset: str, ids, splits, shape) -> list[bytes]:
-    aads = _RecordAADs(dataset, ids, splits, shape)
-    return [aads[i] for i in range(len(aads))]
-
-
 def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray) -> bytes:
     meta = canonical_json({"dataset": dataset, "shape": list(shape)})
     n = len(offsets) - 1
@@ -464,25 +459,20 @@ class ContainerReader:
                                             "associated data is corrupt") from None
         return blob[_U32.size :], aad_len, info
 
-    def peek_split(self, i: int) -> str | None:
-        """The split a record claims (unauthenticated until the record is read)."""
-        return self._raw(i)[2].get("split")
-
-    def read(self, i: int, splits: set[str] | None = None) -> tuple[DecryptedRecord | None, float]:
-        """Decrypt and verify record ``i``; return it with the seconds the decryption took.
-
-        With ``splits``, a record that claims another split is skipped, not decrypted:
-        ``(None, 0.0)``.  (A record lying about its split fails its tag when read.)
-        """
+    def read(self, i: int) -> tuple[DecryptedRecord, float]:
+        """Decrypt and verify record ``i``; return it with the seconds the decryption took."""
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self._open(i, self._raw(i), splits)
+        return self._open(i, self._raw(i), None)
 
     def read_span(self, start: int, stop: int, splits: set[str] | None = None,
                   scratch: Callable[[int], memoryview] | None = None) -> Iterator[tuple[DecryptedRecord | None, float]]:
         """:meth:`read` for records ``start`` to ``stop - 1``, read a few MiB per system call.
 
-        ``scratch(nbytes)`` lends reusable memory to read into (fresh memory otherwise).
+        With ``splits``, a record that claims another split is skipped, not decrypted:
+        ``(None, 0.0)``.  (A record lying about its split fails its tag when read without
+        the filter.)  ``scratch(nbytes)`` lends reusable memory to read into (fresh memory
+        otherwise).
         """
         if not 0 <= start <= stop <= len(self):
             raise IndexError((start, stop))
