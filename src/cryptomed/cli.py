@@ -7,6 +7,7 @@
 
     cryptomed audit-remote ../cryptomed-dvc-remote --images data/preprocessed/*/images.npz --key-file .secrets/cryptomed.key
     cryptomed pull                                          dvc pull + check + mark outputs up to date for Snakemake
+    cryptomed docs [--check]                                result tables in README.md and docs/*.md from results/
 
 ``rotate`` re-wraps each container's data key under the new KEK; image records are not
 re-encrypted (copied byte for byte) and the file's modification time is kept, so
@@ -54,6 +55,11 @@ def _audit(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["docs"]:  # its own parser (cryptomed.docs)
+        from .docs import main as docs_main
+
+        return docs_main(argv[1:])
     ap = argparse.ArgumentParser(prog="cryptomed", description="cryptomed key management")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("keygen", help="create a new random AES-256 key file (mode 0600); never overwrites")
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", nargs="+", required=True, metavar="NPZ", help="preprocessed images.npz files")
     p.add_argument("--key-file", nargs="*", default=[], help="key files whose bytes must not be in the remote")
     sub.add_parser("pull", help="dvc pull, check against dvc.lock, mark pulled outputs up to date for Snakemake")
+    sub.add_parser("docs", help="regenerate (or --check) the result blocks of README.md and docs/*.md from results/")
     args = ap.parse_args(argv)
     try:
         if args.command == "keygen":

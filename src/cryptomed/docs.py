@@ -1,0 +1,473 @@
+"""Result numbers in README.md and docs/*.md, generated from the files a run wrote (``results/``), never typed.
+
+A generated block is delimited by two HTML comments (invisible on GitHub)::
+
+    <!-- BEGIN generated: headline:chest_xray -->
+    ...written by `python -m cryptomed docs`...
+    <!-- END generated: headline:chest_xray -->
+
+The name says what goes in the block (``GENERATORS``: ``headline:<dataset>``, ``comparison:<dataset>``,
+``data:<dataset>``, ``findings:<dataset>``, ``aes-timing``, ``pipeline-time``, ``security``); the block's text is
+rebuilt from ``results/`` each time.
+
+    python -m cryptomed docs            rewrite every block in README.md and docs/*.md from results/
+    python -m cryptomed docs --check    exit 1, showing the difference, if any block differs from results/,
+                                        or if a result-like number (0.ddd, d.dde-0d) is typed outside a block
+
+``tests/test_docs.py`` runs the check on the checkout, so a rerun of the pipeline without
+``python -m cryptomed docs`` (or a number typed by hand) fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+BLOCK = re.compile(r"(<!-- BEGIN generated: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- END generated: (?P=name) -->)",
+                   re.S)
+BEGIN_OR_END = re.compile(r"<!-- (BEGIN|END) generated: ([\w:.-]+) -->")
+# numbers shaped like a result (a metric with three decimals, a time in scientific notation) outside any block
+RESULT_LIKE = re.compile(r"(?<![\w.])(0\.\d{3,}|\d\.\d{1,3}e-0\d)(?![\w.])")
+PAPER_FILE = "workflow/resources/paper_reported.yaml"
+DATASET_ORDER = ("chest_xray", "brain_mri")
+
+
+class DocsError(Exception):
+    """A block that cannot be generated (unknown name, results missing) or malformed markers."""
+
+
+# ---------------------------------------------------------------- formatting
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def f3(x) -> str:
+    return "—" if _missing(x) else f"{float(x):.3f}"
+
+
+def ftime(x) -> str:
+    return "—" if _missing(x) else f"{float(x):.2e}"
+
+
+def fp(p) -> str:
+    return "—" if _missing(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def fint(n) -> str:
+    return f"{int(n):,}"
+
+
+def fus(seconds) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+def ci(frame_row, title: str) -> str:
+    return f"{f3(frame_row[title])} [{f3(frame_row[f'{title} CI95 low'])}, {f3(frame_row[f'{title} CI95 high'])}]"
+
+
+def _table(head: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    sep = align or "|" + "---|" * len(head)
+    return ["| " + " | ".join(head) + " |", sep] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+# ---------------------------------------------------------------- reading results
+
+class Results:
+    """Lazy, cached access to a results directory (and the paper's numbers next to the workflow)."""
+
+    def __init__(self, results: Path, root: Path | None = None):
+        self.dir = Path(results)
+        self.root = Path(root) if root else self.dir.parent
+        self._cache: dict = {}
+
+    def _need(self, rel: str) -> Path:
+        path = self.dir / rel
+        if not path.is_file():
+            raise DocsError(f"{path} is missing: run the pipeline (snakemake --cores all) first")
+        return path
+
+    def json(self, rel: str) -> dict:
+        if rel not in self._cache:
+            self._cache[rel] = json.loads(self._need(rel).read_text())
+        return self._cache[rel]
+
+    def csv(self, rel: str) -> pd.DataFrame:
+        if rel not in self._cache:
+            self._cache[rel] = pd.read_csv(self._need(rel))
+        return self._cache[rel]
+
+    def comparison(self, ds: str) -> pd.DataFrame:
+        return self.csv(f"{ds}/comparison.csv")
+
+    def metrics(self, ds: str, method: str) -> dict:
+        return self.json(f"{ds}/metrics/{method}.json")
+
+    def datasets(self) -> list[str]:
+        found = {p.parent.name for p in self.dir.glob("*/comparison.csv")}
+        return [d for d in DATASET_ORDER if d in found] + sorted(found - set(DATASET_ORDER))
+
+    def paper(self) -> dict:
+        path = self.root / PAPER_FILE
+        return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+# ---------------------------------------------------------------- generators
+
+def _f1_title(res: Results, ds: str) -> str:
+    averaging = res.metrics(ds, "aes_cnn").get("averaging", "")
+    return "macro F1" if "macro" in averaging else "F1"
+
+
+def headline(res: Results, ds: str) -> str:
+    """One table per dataset: the headline metrics with 95% CIs, time per image, McNemar against the proposed."""
+    frame, report = res.comparison(ds), res.json(f"{ds}/data_report.json")
+    paper = res.paper()
+    n_test = int(frame.loc[frame["method_key"] == "aes_cnn", "n_test"].iloc[0]) if "aes_cnn" in set(
+        frame["method_key"]) else int(frame["n_test"].max())
+    rows = []
+    for _, r in frame.iterrows():
+        if r["method_key"] == "aes_cnn":
+            p = "—"
+        elif r.get("identical predictions to proposed") is True or str(
+                r.get("identical predictions to proposed")) == "True":
+            p = f"{fp(r['McNemar p vs proposed'])} (identical predictions)"
+        else:
+            p = fp(r["McNemar p vs proposed"])
+        name = f"**{r['Method']}**" if r["method_key"] == "aes_cnn" else r["Method"]
+        if int(r["n_test"]) != n_test:
+            name += f" ({fint(r['n_test'])} test images)"
+        rows.append([name, ci(r, "Accuracy"), ci(r, "F1"), f3(r["Specificity"]), ci(r, "AUC"),
+                     ftime(r["Processing time (s)"]), p])
+    claim = ((paper.get("methods") or {}).get("aes_cnn") or {}).get("accuracy")
+    if claim is not None:
+        rows.append(["*Paper's claim (proposed)*", f"*{f3(claim)}*", "", "", "", "", ""])
+    for ref in (paper.get("references") or {}).get(ds, []):
+        rows.append([f"*{ref['name']}*", f"*{f3(ref.get('accuracy'))}*" if "accuracy" in ref else "", "", "",
+                     f"*{f3(ref.get('auc'))}*" if "auc" in ref else "", "", ""])
+    lines = [f"#### {report.get('title', ds)} — {fint(n_test)} test images", ""]
+    lines += _table(["Method", "Accuracy [95% CI]", f"{_f1_title(res, ds)} [95% CI]", "Specificity",
+                     "AUC [95% CI]", "Time per image (s)", "McNemar p"], rows)
+    lines += ["", data_line(res, ds)]
+    return "\n".join(lines) + "\n"
+
+
+def _counts(node, prefix="") -> list[tuple[str, int]]:
+    out = []
+    for k, v in (node or {}).items():
+        path = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            out.append((path, v))
+        elif isinstance(v, dict):
+            out += _counts(v, path + " / ")
+    return out
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def data_line(res: Results, ds: str) -> str:
+    """Images kept per split and every removal count the data report holds (whatever its keys are)."""
+    report = res.json(f"{ds}/data_report.json")
+    counts = report.get("counts", {})
+    kept = " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
+    removed = _counts(report.get("dropped"))
+    # near-duplicate / grouping reports may sit beside `dropped`: every integer under such keys is shown too
+    for key, value in report.items():
+        if key in ("dropped", "counts", "settings") or not any(w in key for w in ("duplicate", "near", "group")):
+            continue
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            removed.append((key, value))
+        elif isinstance(value, dict):
+            removed += _counts(value, key + " / ")
+    text = f"Images kept (`results/{ds}/data_report.json`): {kept}"
+    if "source_images" in report:
+        text += f" of {fint(report['source_images'])} source images"
+    if removed:
+        text += "; " + ", ".join(f"{_label(k)}: {fint(v)}" for k, v in removed)
+    return text + "."
+
+
+def data_block(res: Results, ds: str) -> str:
+    return data_line(res, ds) + "\n"
+
+
+def comparison(res: Results, ds: str) -> str:
+    """The full table the compare_baselines rule wrote, as it wrote it (heading level moved under the page's)."""
+    text = res._need(f"{ds}/comparison.md").read_text()
+    return re.sub(r"^### ", "#### ", text, flags=re.M).rstrip("\n") + "\n"
+
+
+def _median_seconds(res: Results, ds: str, part: str) -> float:
+    return float(res.csv(f"{ds}/timing/{part}.csv")["seconds"].median())
+
+
+def _best_epoch_val_accuracy(res: Results, ds: str, method: str = "aes_cnn"):
+    info = res.json(f"{ds}/training/{method}_training.json")
+    hist = res.csv(f"{ds}/training/{method}_history.csv")
+    best = info.get("best_epoch")
+    row = hist[hist["epoch"] == best] if best is not None and "epoch" in hist else hist.iloc[0:0]
+    val = float(row["val_accuracy"].iloc[0]) if len(row) and "val_accuracy" in row else None
+    return info, best, val
+
+
+def findings(res: Results, ds: str) -> str:
+    """The numbers behind the prose of docs/results.md, one dataset, each with the file it comes from."""
+    frame = res.comparison(ds).set_index("method_key")
+    tests = res.json(f"{ds}/paired_tests.json")
+    m = res.metrics(ds, "aes_cnn")
+    info, best, val = _best_epoch_val_accuracy(res, ds)
+    title = res.json(f"{ds}/data_report.json").get("title", ds)
+    averaging = m.get("averaging", "")
+    lines = [f"**{title}** (`results/{ds}/`)", ""]
+    lines.append(f"- Proposed method: accuracy {f3(m['accuracy']['value'])}, recall (sensitivity) "
+                 f"{f3(m['recall']['value'])}, specificity {f3(m['specificity']['value'])}, AUC "
+                 f"{f3(m['roc_auc']['value'])} ({averaging}); {info.get('epochs_run')} epochs run, weights of epoch "
+                 f"{best} restored, validation accuracy there {f3(val)}.")
+    plain = tests.get("plain_cnn")
+    if plain:
+        if plain["identical_predictions"]:
+            same = (f"identical predictions on all {fint(plain['n_paired'])} test images "
+                    f"(McNemar p = {fp(plain['p_value'])})")
+        else:
+            differ = plain["only_proposed_correct"] + plain["only_baseline_correct"]
+            same = (f"predictions differ; {fint(differ)} of {fint(plain['n_paired'])} test images are right for one "
+                    f"method only (McNemar p = {fp(plain['p_value'])})")
+        lines.append(f"- Encrypted (`aes_cnn`) against plaintext (`plain_cnn`) deep CNN: {same}.")
+    others = [(k, t) for k, t in tests.items() if k != "plain_cnn"]
+    if others:
+        parts = [f"{frame.loc[k, 'Method'] if k in frame.index else k}: {fp(t['p_value'])}" for k, t in others]
+        lines.append("- McNemar p against the proposed method: " + "; ".join(parts) + ".")
+    enc, dec = _median_seconds(res, ds, "encrypt"), _median_seconds(res, ds, "decrypt")
+    aes = (res.paper().get("aes_time_per_image_s") or {})
+    vs = ""
+    if aes.get("encrypt") and aes.get("decrypt"):
+        vs = f": {aes['encrypt'] / enc:,.0f}× / {aes['decrypt'] / dec:,.0f}× faster than the paper's " \
+             f"{aes['encrypt'] * 1e3:g} ms / {aes['decrypt'] * 1e3:g} ms"
+    lines.append(f"- AES-256-GCM per image (median inside the cipher call, `timing/*.csv`): encrypt {fus(enc)}, "
+                 f"decrypt and verify {fus(dec)}{vs}.")
+    he_file = res.dir / ds / "metrics/he_linear.json"
+    if he_file.is_file():
+        he = res.metrics(ds, "he_linear")["he"]
+        he_t = frame.loc["he_linear", "Processing time (s)"] if "he_linear" in frame.index else None
+        aes_t = frame.loc["aes_cnn", "Processing time (s)"] if "aes_cnn" in frame.index else None
+        ratio = f", {he_t / aes_t:,.0f}× the proposed method's" if he_t and aes_t else ""
+        lines.append(f"- CKKS: agreement with the plaintext linear model {100 * he['agreement_with_plaintext_model']:.1f}%"
+                     f" of test images, max logit error {he['max_abs_logit_error']:.0e}, one "
+                     f"{he['ciphertext_bytes_per_image'] / 1e3:,.0f} kB ciphertext per image, server context "
+                     f"{he['server_context_bytes'] / 1e6:,.0f} MB; {ftime(he_t)} s per image{ratio}.")
+    classical_file = res.dir / ds / "metrics/aes_classical.json"
+    if classical_file.is_file():
+        c = res.metrics(ds, "aes_classical")
+        if c.get("classifier"):
+            lines.append(f"- AES + classical features: classifier chosen on validation: `{c['classifier']}`.")
+    transfer = [k for k in frame.index if k.endswith("_transfer")]
+    for k in transfer:
+        t = res.metrics(ds, k).get("transfer", {})
+        if t:
+            lines.append(f"- {frame.loc[k, 'Method']}: weights `{t.get('weights')}` ({t.get('weights_detail', '')}).")
+    return "\n".join(lines) + "\n"
+
+
+def aes_timing(res: Results, _arg=None) -> str:
+    """AES time per image, per dataset: the cipher call (median over records) and the proposed method's parts."""
+    paper = res.paper().get("aes_time_per_image_s") or {}
+    rows = []
+    for ds in res.datasets():
+        enc = res.csv(f"{ds}/timing/encrypt.csv")["seconds"]
+        dec = res.csv(f"{ds}/timing/decrypt.csv")["seconds"]
+        r = res.comparison(ds).set_index("method_key").loc["aes_cnn"]
+        rows.append([ds, fint(len(enc)), fus(enc.median()), fus(dec.median()),
+                     f"{ftime(r['Processing time (s)'])} [{ftime(r['encrypt (s)'])} / {ftime(r['decrypt (s)'])} / "
+                     f"{ftime(r['inference (s)'])}]",
+                     (f"{paper['encrypt'] / enc.median():,.0f}× / {paper['decrypt'] / dec.median():,.0f}×"
+                      if paper.get("encrypt") and paper.get("decrypt") else "—")])
+    head = ["dataset", "records", "encrypt (median)", "decrypt + verify (median)",
+            "proposed method, s per test image: total [encrypt / decrypt / inference]", "vs paper (enc. / dec.)"]
+    lines = _table(head, rows, "|---|---:|---:|---:|---:|---:|")
+    lines += ["", "Cipher times: inside the cipher call, per record, from `results/<dataset>/timing/{encrypt,decrypt}"
+                  ".csv` (PyCryptodome engine unless `crypto.engine` says otherwise); the proposed method's time per "
+                  "test image from `results/<dataset>/comparison.csv` (means); paper: "
+                  f"{paper.get('encrypt', 0) * 1e3:g} ms / {paper.get('decrypt', 0) * 1e3:g} ms."]
+    return "\n".join(lines) + "\n"
+
+
+def pipeline_time(res: Results, _arg=None) -> str:
+    """Where the run's time went: Snakemake's benchmark files (wall seconds per job) summed per rule."""
+    rows = []
+    for tsv in sorted((res.dir / "benchmarks").rglob("*.tsv")):
+        rule = tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem
+        rows.append({"rule": rule, "seconds": float(pd.read_csv(tsv, sep="\t")["s"].astype(float).mean())})
+    if not rows:
+        raise DocsError(f"no benchmark files under {res.dir / 'benchmarks'}")
+    jobs = pd.DataFrame(rows)
+    total = jobs["seconds"].sum()
+    per_rule = jobs.groupby("rule")["seconds"].agg(["count", "sum"]).sort_values("sum", ascending=False)
+    table = [[f"`{rule}`", str(int(r["count"])), f"{r['sum'] / 60:.1f}", f"{100 * r['sum'] / total:.1f}%"]
+             for rule, r in per_rule.iterrows()]
+    lines = _table(["rule", "jobs", "minutes", "share"], table, "|---|---:|---:|---:|")
+    crypto = per_rule.loc[per_rule.index.intersection(["encrypt", "decrypt"]), "sum"].sum()
+    cipher = sum(float(res.csv(f"{ds}/timing/{p}.csv")["seconds"].sum()) for ds in res.datasets()
+                 for p in ("encrypt", "decrypt"))
+    lines += ["", f"{len(jobs)} jobs, {total / 60:.1f} job-minutes in all (run one after another). Encryption + "
+                  f"decryption: {100 * crypto / total:.2f}% of it as the encrypt and decrypt rules' wall time, "
+                  f"{100 * cipher / total:.2f}% inside the cipher calls (target ≤ 1%)."]
+    n_dec = sum(len(res.csv(f"{ds}/timing/decrypt.csv")) for ds in res.datasets())
+    dec_s = sum(float(res.csv(f"{ds}/timing/decrypt.csv")["seconds"].sum()) for ds in res.datasets())
+    rates = []
+    for ds in res.datasets():
+        p = res.dir / ds / "training/aes_cnn_training.json"
+        if p.is_file():
+            rate = res.json(f"{ds}/training/aes_cnn_training.json").get("train_images_per_second")
+            if rate and dec_s:
+                rates.append(f"{ds} {rate:,.0f} images/s ({n_dec / dec_s / rate:,.0f}×)")
+    if rates and dec_s:
+        lines.append(f"Decrypt and verify: {n_dec / dec_s:,.0f} images/s on one core; training consumes "
+                     + ", ".join(rates) + " (target ≥ 20×).")
+    return "\n".join(lines) + "\n"
+
+
+def security(res: Results, _arg=None) -> str:
+    """Cipher-image statistics of the security_analysis rule, as it wrote them."""
+    text = res._need("security/summary.md").read_text()
+    return re.sub(r"^# ", "#### ", text, flags=re.M).rstrip("\n") + "\n"
+
+
+GENERATORS = {
+    "headline": headline,
+    "comparison": comparison,
+    "data": data_block,
+    "findings": findings,
+    "aes-timing": aes_timing,
+    "pipeline-time": pipeline_time,
+    "security": security,
+}
+
+
+def generate(name: str, res: Results) -> str:
+    kind, _, arg = name.partition(":")
+    if kind not in GENERATORS:
+        raise DocsError(f"unknown generated block {name!r} (known: {', '.join(sorted(GENERATORS))})")
+    try:
+        return GENERATORS[kind](res, arg or None)
+    except (KeyError, IndexError) as exc:
+        raise DocsError(f"block {name!r}: results lack {exc}") from exc
+
+
+# ---------------------------------------------------------------- documents
+
+def check_markers(text: str, where: str = "") -> None:
+    """BEGIN and END markers pair up, in order, with the same names."""
+    stack = []
+    for m in BEGIN_OR_END.finditer(text):
+        kind, name = m.groups()
+        if kind == "BEGIN":
+            if stack:
+                raise DocsError(f"{where}: block {name!r} begins inside block {stack[-1]!r}")
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            raise DocsError(f"{where}: END generated: {name} without its BEGIN")
+    if stack:
+        raise DocsError(f"{where}: block {stack[-1]!r} has no END marker")
+
+
+def render(text: str, res: Results, where: str = "") -> str:
+    """``text`` with every generated block rebuilt from ``res``."""
+    check_markers(text, where)
+    return BLOCK.sub(lambda m: m.group(1) + generate(m.group("name"), res) + m.group(4), text)
+
+
+def outside_blocks(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + m.group(4), text)
+
+
+def allowed_numbers(res: Results) -> set[str]:
+    """Numbers that may be typed: the paper's and the published reference points (workflow/resources)."""
+    out = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, float):
+            out.add(f"{node:.3f}")
+
+    walk(res.paper())
+    return out
+
+
+def stray_numbers(text: str, res: Results) -> list[tuple[int, str]]:
+    """(line number, number) for result-like numbers typed outside generated blocks (code spans included)."""
+    allowed = allowed_numbers(res)
+    found = []
+    # line numbers refer to the file: blank out block bodies, keeping their line breaks
+    blanked = BLOCK.sub(lambda m: m.group(1) + re.sub(r"[^\n]", "", m.group("body")) + m.group(4), text)
+    for lineno, line in enumerate(blanked.splitlines(), 1):
+        for m in RESULT_LIKE.finditer(line):
+            if m.group(1) not in allowed:
+                found.append((lineno, m.group(1)))
+    return found
+
+
+def default_documents(root: Path) -> list[Path]:
+    docs = sorted((root / "docs").glob("*.md"))
+    return [p for p in [root / "README.md", *docs] if p.is_file()]
+
+
+def run(root: Path, results: Path | None = None, documents: list[Path] | None = None, check: bool = False,
+        out=sys.stdout) -> int:
+    root = Path(root)
+    res = Results(results or root / "results", root)
+    documents = documents or default_documents(root)
+    problems = 0
+    for doc in documents:
+        text = doc.read_text()
+        new = render(text, res, str(doc))
+        n_blocks = len(BLOCK.findall(text))
+        if check:
+            if new != text:
+                problems += 1
+                diff = difflib.unified_diff(text.splitlines(), new.splitlines(), f"{doc} (as committed)",
+                                            f"{doc} (from {res.dir})", lineterm="", n=1)
+                print("\n".join(diff), file=out)
+            for lineno, number in stray_numbers(text, res):
+                problems += 1
+                print(f"{doc}:{lineno}: {number} typed outside a generated block (put it in a block, or leave it "
+                      "out)", file=out)
+        elif new != text:
+            doc.write_text(new)
+            print(f"{doc}: {n_blocks} generated blocks rewritten", file=out)
+    if check and problems:
+        print(f"{problems} problem(s): run `python -m cryptomed docs` after the pipeline", file=out)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="cryptomed docs", description=__doc__.splitlines()[0])
+    ap.add_argument("documents", nargs="*", type=Path, help="markdown files (default: README.md and docs/*.md)")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block or a number is stale")
+    ap.add_argument("--results", type=Path, help="results directory (default: results/)")
+    ap.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    args = ap.parse_args(argv)
+    try:
+        return run(args.root, args.results, args.documents or None, check=args.check)
+    except DocsError as exc:
+        print(f"cryptomed docs: {exc}", file=sys.stderr)
+        return 1
