@@ -37,7 +37,8 @@ def layout(path):
     kb = len(h.raw) + 4  # key block body
     pos = {
         "magic": 0, "version": 4, "algorithm": 5, "file_id": 6, "data_key_id": 22, "record_count": 30,
-        "meta": meta_start + len(b'{"dataset":"'), "index": len(h.raw) - 8 * (h.n_records + 1) + 15,
+        "meta": meta_start + len(b'{"dataset":"'), "index": len(h.raw) - h.n_records - 8 * (h.n_records + 1) + 15,
+        "split_table": len(h.raw) - h.n_records,
         "kek_kind": kb, "kek_id": kb + 1, "wrapped_dek": h.records_start - 20,
     }
     data = path.read_bytes()

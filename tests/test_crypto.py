@@ -85,7 +85,8 @@ def test_label_and_pixels_are_not_in_the_clear(container, records):
 def test_inspect_needs_no_key_and_shows_no_secret(container):
     info = inspect(container)
     assert info["records"] == 5 and info["dataset"] == "chest_xray" and info["kek_id"] == key_id(KEY).hex()
-    assert info["kek_kind"] == "raw" and info["format_version"] == 2 and info["image_shape"] == [8, 8]
+    assert info["kek_kind"] == "raw" and info["format_version"] == 3 and info["image_shape"] == [8, 8]
+    assert info["split_counts"] == {"test": 2, "train": 2, "val": 1}
 
 
 def test_fresh_nonce_per_record_and_per_run_and_a_fresh_data_key_per_file(tmp_path, records):
@@ -159,7 +160,7 @@ def test_scrypt_parameters_from_a_file_are_bounded(tmp_path, records):
     with pytest.raises(WrongKeyError):
         decrypt_to_arrays(path, Passphrase("correct horse battery"))
     path.write_bytes(data.replace(b'"n":2048', b'"n":4096', 1).replace(b'"p":1', b'"p":9', 1))
-    with pytest.raises(ContainerFormatError, match="out-of-bounds scrypt"):
+    with pytest.raises(ContainerFormatError, match="scrypt|outside the bounds"):
         decrypt_to_arrays(path, Passphrase("correct horse battery"))
 
 
@@ -329,7 +330,9 @@ MATRIX = {
     "empty file": (_rewrite(b""), ContainerFormatError, "empty file"),
     "random garbage": (_rewrite(os.urandom(4096)), ContainerFormatError, "bad magic"),
     "magic then garbage": (_rewrite(b"CMED" + os.urandom(200)), ContainerFormatError, "unsupported|truncated|do not fit"),
-    "earlier format version": (lambda p: flip(p, 4, 0x03), ContainerFormatError, "version 1 .*earlier cryptomed format"),
+    "earlier format version 2": (lambda p: flip(p, 4, 0x01), ContainerFormatError,
+                                 "version 2; this cryptomed reads version 3 only .*earlier cryptomed format.*re-run encrypt"),
+    "earlier format version 1": (lambda p: flip(p, 4, 0x02), ContainerFormatError, "version 1;.*earlier cryptomed format"),
 }
 
 
@@ -412,15 +415,16 @@ def test_hostile_associated_data_gives_the_clean_error(tmp_path):
     path = write_container(tmp_path / "d.cmed", records=(images, labels, ids, splits))
     length = layout(path)[2][1]["nonce"] - layout(path)[2][1]["aad"]
     _rewrite_aad(path, 1, b"[" * length)
-    with pytest.raises(RecordAuthenticationError, match="record 1: associated data is corrupt"):
+    with pytest.raises(RecordAuthenticationError, match="record 1: authentication tag does not verify"):
         decrypt_to_arrays(path, KEK)
     path = write_container(tmp_path / "e.cmed", records=(images, labels, ids, splits))
     odd = b'{"split":["test"],"id":"' + b"y" * (length - 28) + b'"}'
-    _rewrite_aad(path, 2, odd)
-    arrays, _ = decrypt_to_arrays(path, KEK, splits=("train",))  # claims no wanted split: skipped, not a crash
+    _rewrite_aad(path, 2, odd)  # record 2 is in "val" (the authenticated split table says so)
+    arrays, _ = decrypt_to_arrays(path, KEK, splits=("train",))  # not asked for: not read, the same 2 records
     assert list(arrays["ids"]) == list(ids[splits == "train"])
-    with pytest.raises(RecordAuthenticationError, match="record 2 .*does not verify"):
-        decrypt_to_arrays(path, KEK)
+    for wanted in (("val",), None):
+        with pytest.raises(RecordAuthenticationError, match=r"record 2 \(dataset <NoneType>, split <list>, id y+\.\.\.\).*does not verify"):
+            decrypt_to_arrays(path, KEK, splits=wanted)
 
 
 @pytest.mark.parametrize("part", ["header metadata", "key block parameters"])
@@ -430,7 +434,7 @@ def test_json_nested_too_deep_in_the_header_is_a_format_error(tmp_path, part):
     from cryptomed.crypto.container import _FIXED, ALG_AES_256_GCM, MAGIC, VERSION
 
     deep = b"[" * 3000
-    meta = deep if part == "header metadata" else b'{"dataset":"x","shape":[8,8]}'
+    meta = deep if part == "header metadata" else b'{"dataset":"x","shape":[8,8],"splits":[]}'
     params = deep if part == "key block parameters" else b""
     key_block = st.pack(">B8sH", 1, b"k" * 8, len(params)) + params + b"n" * 12 + b"w" * 48
     data = (_FIXED.pack(MAGIC, VERSION, ALG_AES_256_GCM, b"f" * 16, b"d" * 8, 0, len(meta)) + meta + bytes(8)

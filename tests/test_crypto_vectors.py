@@ -95,15 +95,21 @@ def test_engines_write_byte_identical_containers_and_read_each_other(tmp_path):
         np.testing.assert_array_equal(arrays["images"], records[0])
 
 
-def read_container_from_the_spec(path, kek: bytes):
-    """An independent reader written from docs/format.md with struct + OpenSSL's AESGCM only."""
+def read_container_from_the_spec(path, kek: bytes, splits=None):
+    """An independent reader written from docs/format.md with struct + OpenSSL's AESGCM only.
+
+    With ``splits``, only the records that the header's split table puts in those splits are decrypted (the table
+    is authenticated by the data key's unwrap, a record's split claim by its tag and a comparison with the table).
+    """
     data = Path(path).read_bytes()
     magic, version, alg, file_id, dek_id, n, meta_len = struct.unpack_from(">4sBB16s8sII", data)
-    assert (magic, version, alg) == (b"CMED", 2, 1)
+    assert (magic, version, alg) == (b"CMED", 3, 1)
     pos = 38 + meta_len
     meta = json.loads(data[38:pos])
     offsets = struct.unpack_from(f">{n + 1}Q", data, pos)
     pos += 8 * (n + 1)
+    table = data[pos : pos + n]
+    pos += n
     header_digest = hashlib.sha256(data[:pos]).digest()
     (kb_len,) = struct.unpack_from(">I", data, pos)
     kb = data[pos + 4 : pos + 4 + kb_len]
@@ -111,15 +117,20 @@ def read_container_from_the_spec(path, kek: bytes):
     kind, kek_id, params_len = struct.unpack_from(">B8sH", kb)
     params = kb[11 : 11 + params_len]
     wrap_nonce, wrapped = kb[11 + params_len : 23 + params_len], kb[23 + params_len :]
-    dek = AESGCM(kek).decrypt(wrap_nonce, wrapped, b"cryptomed/v2/dek-wrap\x00" + header_digest + bytes([kind]) + kek_id + params)
+    dek = AESGCM(kek).decrypt(wrap_nonce, wrapped, b"cryptomed/v3/dek-wrap\x00" + header_digest + bytes([kind]) + kek_id + params)
     out = []
     for i in range(n):
+        split = meta["splits"][table[i]]
+        if splits is not None and split not in splits:
+            continue
         rec = data[records_start + offsets[i] : records_start + offsets[i + 1]]
         (aad_len,) = struct.unpack_from(">H", rec, 4)
         aad = rec[6 : 6 + aad_len]
         nonce, sealed = rec[6 + aad_len : 18 + aad_len], rec[18 + aad_len :]
-        plaintext = AESGCM(dek).decrypt(nonce, sealed, b"cryptomed/v2/record\x00" + header_digest + aad)
-        out.append((json.loads(aad), int.from_bytes(plaintext[:2], "big"), plaintext[2:]))
+        plaintext = AESGCM(dek).decrypt(nonce, sealed, b"cryptomed/v3/record\x00" + header_digest + aad)
+        claims = json.loads(aad)
+        assert claims["split"] == split and claims["index"] == i
+        out.append((claims, int.from_bytes(plaintext[:2], "big"), plaintext[2:]))
     return meta, out
 
 
@@ -127,8 +138,19 @@ def test_an_independent_reader_following_the_spec_decrypts_cryptomed_records(tmp
     records = make_records(n=6, shape=(5, 7))
     path = write_container(tmp_path / "x.cmed", dataset="brain_mri", records=records)
     meta, out = read_container_from_the_spec(path, KEY)
-    assert meta == {"dataset": "brain_mri", "shape": [5, 7]}
+    assert meta == {"dataset": "brain_mri", "shape": [5, 7], "splits": ["test", "train", "val"]}
     images, labels, ids, splits = records
     for i, (aad, label, pixels) in enumerate(out):
         assert aad == {"dataset": "brain_mri", "index": i, "id": ids[i], "split": splits[i], "shape": [5, 7]}
         assert label == labels[i] and pixels == images[i].tobytes()
+    _, test_only = read_container_from_the_spec(path, KEY, splits={"test"})
+    assert [aad["id"] for aad, _, _ in test_only] == list(ids[splits == "test"])
+
+
+def test_the_spec_reader_refuses_an_edited_split_claim(tmp_path):
+    from cryptography.exceptions import InvalidTag
+
+    path = write_container(tmp_path / "x.cmed", records=make_records(n=5))
+    path.write_bytes(path.read_bytes().replace(b'"split":"test"', b'"split":"tesx"', 1))
+    with pytest.raises(InvalidTag):
+        read_container_from_the_spec(path, KEY, splits={"test"})

@@ -10,16 +10,21 @@ from .container import (
     ContainerReader,
     DecryptedRecord,
     check_nonces_unique,
+    check_verification_record,
     decrypt_records,
     decrypt_to_arrays,
     encrypt_records,
     inspect,
+    printable,
     read_header,
     rotate,
+    verification_record,
+    verify_container,
 )
 from .engines import ENGINES, get_engine
 from .errors import (
     ContainerFormatError,
+    ContainerMismatchError,
     CryptoError,
     HeaderAuthenticationError,
     InvalidKeyError,

@@ -1,21 +1,28 @@
-"""The cryptomed container (format version 2): envelope-encrypted AES-256-GCM image records.
+"""The cryptomed container (format version 3): envelope-encrypted AES-256-GCM image records.
 
 The byte layout is specified in ``docs/format.md``; in short::
 
-    immutable header  magic "CMED" | version 2 | algorithm 1 | file id (16) | DEK id (8) | N (u32)
-                      | meta length (u32) | meta JSON {"dataset", "shape"} | index: N+1 offsets (u64)
+    immutable header  magic "CMED" | version 3 | algorithm 1 | file id (16) | DEK id (8) | N (u32)
+                      | meta length (u32) | meta JSON {"dataset", "shape", "splits"} | index: N+1 offsets (u64)
+                      | split table: N bytes, record i's split = splits[table[i]]
     key block         length (u32) | KEK kind (u8) | KEK id (8) | KDF params length (u16) | KDF params JSON
                       | wrap nonce (12) | wrapped DEK (32) | wrap tag (16)
     records (N)       length (u32) | AAD length (u16) | AAD JSON {"dataset","id","index","shape","split"}
                       | nonce (12) | ciphertext (2 + h*w) | tag (16)
 
 The data key (DEK) is fresh per container.  It is wrapped under the KEK with
-associated data ``"cryptomed/v2/dek-wrap" || SHA-256(immutable header) || KEK
+associated data ``"cryptomed/v3/dek-wrap" || SHA-256(immutable header) || KEK
 kind || KEK id || KDF params``; each record is encrypted under the DEK with a
-fresh random nonce and associated data ``"cryptomed/v2/record" || SHA-256(immutable
+fresh random nonce and associated data ``"cryptomed/v3/record" || SHA-256(immutable
 header) || record AAD``.  The plaintext of a record is ``label (u16) || pixels``.
 So a record is bound to its file (file id, DEK), dataset, split, id, shape and
 position; rotation (:func:`rotate`) rewrites only the key block.
+
+Nothing read from the file is trusted before it is authenticated: the split table
+(what a filtered read selects by) is in the immutable header, authenticated when
+the data key unwraps; a record's associated data is parsed only after its tag
+verifies (and must then agree with the header).  Every header value is checked for
+type and range before use, and the scrypt cost a header may ask for is capped.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
 import struct
 import time
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ from ..files import atomic_path
 from .engines import NONCE_BYTES, TAG_BYTES, Engine, get_engine
 from .errors import (
     ContainerFormatError,
+    ContainerMismatchError,
     CryptoError,
     HeaderAuthenticationError,
     InvalidKeyError,
@@ -44,23 +51,31 @@ from .errors import (
     RecordAuthenticationError,
     WrongKeyError,
 )
-from .keys import KEY_BYTES, KIND_RAW, KIND_SCRYPT, KeyEncryptionKey, canonical_json, key_id
+from .keys import KEY_BYTES, KIND_RAW, KIND_SCRYPT, KeyEncryptionKey, canonical_json, key_id, scrypt_params_problem
 from .parallel import run_spans
 
 MAGIC = b"CMED"
-VERSION = 2
+VERSION = 3
 ALG_AES_256_GCM = 1
 FILE_ID_BYTES = 16
 _FIXED = struct.Struct(">4sBB16s8sII")  # magic, version, algorithm, file id, DEK id, records, meta length
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _KB_FIXED = struct.Struct(">B8sH")  # KEK kind, KEK id, KDF params length
-WRAP_DOMAIN = b"cryptomed/v2/dek-wrap\x00"
-RECORD_DOMAIN = b"cryptomed/v2/record\x00"
+WRAP_DOMAIN = b"cryptomed/v3/dek-wrap\x00"
+RECORD_DOMAIN = b"cryptomed/v3/record\x00"
 WRAPPED_BYTES = KEY_BYTES + TAG_BYTES
-MAX_RECORDS = 1 << 24
+# Bounds on what a header may declare, checked before anything is allocated by it: the record index and split
+# table take at most 9 bytes x MAX_RECORDS = 36 MiB (and must fit in the file), each record must be as long as
+# its image, so decrypting allocates no more than the file's size.
+MAX_RECORDS = 1 << 22
 MAX_META = 1 << 16
 MAX_KEY_BLOCK = 1 << 12
+MAX_SIDE = 1 << 14  # image height and width
+MAX_SPLITS = 255  # split names (the split table holds one byte per record)
+MAX_NAME = 256  # characters of a dataset or split name
+RECORD_OVERHEAD = 4 + 2 + NONCE_BYTES + 2 + TAG_BYTES  # length, AAD length, nonce, label, tag
+MAX_AAD = (1 << 16) - 1
 MIN_RECORDS_PER_WORKER = 256  # below this, forking costs more than it saves
 
 Rng = Callable[[int], bytes]
@@ -103,10 +118,46 @@ class Header:
     raw: bytes  # the immutable header bytes
     key_block: KeyBlock
     records_start: int
+    split_names: tuple[str, ...] = ()
+    split_codes: np.ndarray = None  # uint8 per record: index into split_names
 
     @property
     def digest(self) -> bytes:
         return hashlib.sha256(self.raw).digest()
+
+    def split_of(self, i: int) -> str:
+        return self.split_names[self.split_codes[i]]
+
+    def split_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.split_codes, minlength=len(self.split_names))
+        return {name: int(c) for name, c in zip(self.split_names, counts)}
+
+    def records_of(self, splits) -> np.ndarray:
+        """Indices of the records the (authenticated, once the key unwraps) header puts in ``splits``."""
+        codes = [k for k, name in enumerate(self.split_names) if name in set(splits)]
+        return np.flatnonzero(np.isin(self.split_codes, codes))
+
+
+def printable(value, limit: int = 80) -> str:
+    """Unauthenticated text made safe for a message: control and non-ASCII characters escaped (no terminal escape
+    sequences reach a terminal or log), at most ``limit`` characters, non-strings shown only by their type."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return f"<{type(value).__name__}>"
+    text = ascii(value)[1:-1] if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reject_number(text):
+    raise ValueError(f"number {text[:20]} not allowed")
+
+
+def strict_json(raw: bytes):
+    """Parse JSON from the file: no floats or non-finite constants (1e999, Infinity, NaN), nesting too deep is a
+    ValueError like any other malformed JSON (the caller turns it into its CryptoError)."""
+    try:
+        return json.loads(raw, parse_float=_reject_number, parse_constant=_reject_number)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
 
 
 # --------------------------------------------------------------------------- key block
@@ -185,10 +236,23 @@ class _RecordAADs:
         return len(self._ids)
 
 
-def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray) -> bytes:
-    meta = canonical_json({"dataset": dataset, "shape": list(shape)})
+def _immutable_header(file_id: bytes, dek_id: bytes, dataset: str, shape, offsets: np.ndarray,
+                      split_names: list[str], split_codes: np.ndarray) -> bytes:
+    meta = canonical_json({"dataset": dataset, "shape": [int(shape[0]), int(shape[1])], "splits": split_names})
+    if len(meta) > MAX_META:
+        raise ValueError(f"header metadata of {len(meta)} bytes exceeds {MAX_META}")
     n = len(offsets) - 1
-    return _FIXED.pack(MAGIC, VERSION, ALG_AES_256_GCM, file_id, dek_id, n, len(meta)) + meta + offsets.astype(">u8").tobytes()
+    return (_FIXED.pack(MAGIC, VERSION, ALG_AES_256_GCM, file_id, dek_id, n, len(meta)) + meta
+            + offsets.astype(">u8").tobytes() + split_codes.astype(np.uint8).tobytes())
+
+
+def _split_table(splits) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct split names and each record's index among them (the header's split table)."""
+    names, codes = np.unique(np.asarray(splits, dtype=str), return_inverse=True)
+    names = [str(x) for x in names]
+    if len(names) > MAX_SPLITS or any(not 1 <= len(x) <= MAX_NAME for x in names):
+        raise ValueError(f"at most {MAX_SPLITS} split names of 1 to {MAX_NAME} characters")
+    return names, codes.astype(np.uint8).reshape(-1)
 
 
 def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, labels, ids, splits,
@@ -212,6 +276,8 @@ def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, l
         raise ValueError("images, labels, ids and splits must have the same length")
     if n > MAX_RECORDS:
         raise ValueError(f"at most {MAX_RECORDS} records per container")
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE) or not isinstance(dataset, str) or not 1 <= len(dataset) <= MAX_NAME:
+        raise ValueError(f"images of 1 to {MAX_SIDE} pixels per side and a dataset name of 1 to {MAX_NAME} characters")
     labels = np.asarray(labels, dtype=np.int64)
     if n and (labels.min() < 0 or labels.max() > 0xFFFF):
         raise ValueError("labels must fit in 16 bits")
@@ -221,9 +287,12 @@ def encrypt_records(path: str | os.PathLike, dataset: str, images: np.ndarray, l
     if not nonces.surely_unique():
         check_nonces_unique([nonces[i] for i in range(n)], path)
     aads = _RecordAADs(dataset, ids, splits, (h, w))  # formatted by the workers; only their lengths here
-    sizes = aads.lengths() + (_U32.size + _U16.size + NONCE_BYTES + 2 + h * w + TAG_BYTES)
+    aad_lengths = aads.lengths()
+    if n and aad_lengths.max() > MAX_AAD:
+        raise ValueError(f"a record's associated data exceeds {MAX_AAD} bytes (id too long)")
+    sizes = aad_lengths + (RECORD_OVERHEAD + h * w)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    raw = _immutable_header(file_id, key_id(dek), dataset, (h, w), offsets)
+    raw = _immutable_header(file_id, key_id(dek), dataset, (h, w), offsets, *_split_table(splits))
     digest = hashlib.sha256(raw).digest()
     block = _wrap_dek(kek, dek, digest, engine, rng)
     prefix = raw + block.to_bytes()
@@ -344,54 +413,90 @@ def _read_exact(fh, n: int, what: str, path) -> bytes:
     return data
 
 
-def read_header(path: str | os.PathLike) -> Header:
-    """Parse (not authenticate) the header and key block; every structural problem is a ContainerFormatError."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        if size == 0:
-            raise ContainerFormatError(f"{path}: empty file, not a cryptomed container")
-        fixed = fh.read(_FIXED.size)
-        if fixed[:4] != MAGIC:
-            raise ContainerFormatError(f"{path}: not a cryptomed container (bad magic)")
-        if len(fixed) < _FIXED.size:
-            raise ContainerFormatError(f"{path}: truncated in the header")
-        _, version, alg, file_id, dek_id, n, meta_len = _FIXED.unpack(fixed)
-        if version != VERSION:
-            hint = " (an earlier cryptomed format; re-run encrypt)" if version < VERSION else ""
-            raise ContainerFormatError(f"{path}: unsupported container version {version}{hint}")
-        if alg != ALG_AES_256_GCM:
-            raise ContainerFormatError(f"{path}: unsupported algorithm id {alg}")
-        if n > MAX_RECORDS or meta_len > MAX_META or _FIXED.size + meta_len + 8 * (n + 1) > size:
-            raise ContainerFormatError(f"{path}: header declares {n} records and {meta_len} bytes of metadata, "
-                                       f"which do not fit in a {size}-byte file (truncated or corrupt)")
-        meta_raw = _read_exact(fh, meta_len, "header metadata", path)
-        index_raw = _read_exact(fh, 8 * (n + 1), "record index", path)
-        try:
-            meta = json.loads(meta_raw)
-            dataset, (h, w) = str(meta["dataset"]), (int(v) for v in meta["shape"])
-        except (ValueError, KeyError, TypeError, RecursionError):
-            raise ContainerFormatError(f"{path}: header metadata is not valid") from None
-        offsets = np.frombuffer(index_raw, dtype=">u8").astype(np.int64)
-        if offsets[0] != 0 or (np.diff(offsets) <= 0).any() or h <= 0 or w <= 0:
-            raise ContainerFormatError(f"{path}: record index is not valid")
-        (kb_len,) = _U32.unpack(_read_exact(fh, _U32.size, "key block length", path))
-        if not _KB_FIXED.size + NONCE_BYTES + WRAPPED_BYTES <= kb_len <= MAX_KEY_BLOCK:
-            raise ContainerFormatError(f"{path}: key block length {kb_len} is not valid")
-        kb = _read_exact(fh, kb_len, "key block", path)
-        kind, kek_id, params_len = _KB_FIXED.unpack_from(kb)
-        if kind not in (KIND_RAW, KIND_SCRYPT) or _KB_FIXED.size + params_len + NONCE_BYTES + WRAPPED_BYTES != kb_len:
-            raise ContainerFormatError(f"{path}: key block is not valid (kind {kind})")
-        params_raw = kb[_KB_FIXED.size : _KB_FIXED.size + params_len]
-        try:
-            params = json.loads(params_raw) if params_raw else {}
-            if not isinstance(params, dict):
-                raise ValueError
-        except (ValueError, RecursionError):
-            raise ContainerFormatError(f"{path}: key block parameters are not valid") from None
-        rest = kb[_KB_FIXED.size + params_len :]
-        block = KeyBlock(kind, kek_id, params, params_raw, rest[:NONCE_BYTES], rest[NONCE_BYTES:])
-    raw = fixed + meta_raw + index_raw
-    header = Header(file_id, dek_id, n, dataset, (h, w), offsets, raw, block, len(raw) + _U32.size + kb_len)
+def _parse_meta(raw: bytes) -> tuple[str, tuple[int, int], tuple[str, ...]]:
+    """The header metadata: exactly {"dataset": name, "shape": [h, w], "splits": [names]}, canonical JSON."""
+    meta = strict_json(raw)
+    if not isinstance(meta, dict) or set(meta) != {"dataset", "shape", "splits"}:
+        raise ValueError("keys")
+    dataset, shape, splits = meta["dataset"], meta["shape"], meta["splits"]
+    if not isinstance(dataset, str) or not 1 <= len(dataset) <= MAX_NAME:
+        raise ValueError("dataset")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and 1 <= v <= MAX_SIDE for v in shape)):
+        raise ValueError("shape")
+    if not (isinstance(splits, list) and len(splits) <= MAX_SPLITS
+            and all(isinstance(x, str) and 1 <= len(x) <= MAX_NAME for x in splits) and splits == sorted(set(splits))):
+        raise ValueError("splits")
+    if canonical_json(meta) != raw:
+        raise ValueError("not canonical")
+    return dataset, (shape[0], shape[1]), tuple(splits)
+
+
+def _parse_header(fh, size: int, path) -> Header:
+    """Parse (not authenticate) the header and key block from ``fh``; every problem is a ContainerFormatError.
+
+    Every value is checked for type and range before it is used, and nothing is allocated by what the header
+    declares before that declaration is checked against the file's size.
+    """
+    if size == 0:
+        raise ContainerFormatError(f"{path}: empty file, not a cryptomed container")
+    fh.seek(0)
+    fixed = fh.read(_FIXED.size)
+    if fixed[:4] != MAGIC:
+        raise ContainerFormatError(f"{path}: not a cryptomed container (bad magic)")
+    if len(fixed) < _FIXED.size:
+        raise ContainerFormatError(f"{path}: truncated in the header")
+    _, version, alg, file_id, dek_id, n, meta_len = _FIXED.unpack(fixed)
+    if version != VERSION:
+        hint = (" (an earlier cryptomed format: its split claims are not authenticated; re-run encrypt, "
+                "e.g. snakemake --forcerun encrypt)") if version < VERSION else " (written by a newer cryptomed)"
+        raise ContainerFormatError(f"{path}: unsupported container version {version}; this cryptomed reads "
+                                   f"version {VERSION} only{hint}")
+    if alg != ALG_AES_256_GCM:
+        raise ContainerFormatError(f"{path}: unsupported algorithm id {alg}")
+    if n > MAX_RECORDS or meta_len > MAX_META or _FIXED.size + meta_len + 9 * n + 8 > size:
+        raise ContainerFormatError(f"{path}: header declares {n} records and {meta_len} bytes of metadata, "
+                                   f"which do not fit in a {size}-byte file (truncated or corrupt)")
+    meta_raw = _read_exact(fh, meta_len, "header metadata", path)
+    index_raw = _read_exact(fh, 8 * (n + 1), "record index", path)
+    table_raw = _read_exact(fh, n, "split table", path)
+    try:
+        dataset, (h, w), split_names = _parse_meta(meta_raw)
+    except ValueError:
+        raise ContainerFormatError(f"{path}: header metadata is not valid") from None
+    offsets = np.frombuffer(index_raw, dtype=">u8")
+    if offsets[-1] >= 1 << 62:  # checked against the file's size below
+        raise ContainerFormatError(f"{path}: record index is not valid")
+    offsets = offsets.astype(np.int64)
+    sizes = np.diff(offsets)
+    smallest = RECORD_OVERHEAD + h * w
+    if offsets[0] != 0 or (sizes < smallest).any() or (sizes > smallest + MAX_AAD).any():
+        raise ContainerFormatError(f"{path}: record index is not valid")
+    codes = np.frombuffer(table_raw, dtype=np.uint8)
+    if n and int(codes.max()) >= len(split_names):
+        raise ContainerFormatError(f"{path}: split table is not valid")
+    (kb_len,) = _U32.unpack(_read_exact(fh, _U32.size, "key block length", path))
+    if not _KB_FIXED.size + NONCE_BYTES + WRAPPED_BYTES <= kb_len <= MAX_KEY_BLOCK:
+        raise ContainerFormatError(f"{path}: key block length {kb_len} is not valid")
+    kb = _read_exact(fh, kb_len, "key block", path)
+    kind, kek_id, params_len = _KB_FIXED.unpack_from(kb)
+    if kind not in (KIND_RAW, KIND_SCRYPT) or _KB_FIXED.size + params_len + NONCE_BYTES + WRAPPED_BYTES != kb_len:
+        raise ContainerFormatError(f"{path}: key block is not valid (kind {kind})")
+    params_raw = kb[_KB_FIXED.size : _KB_FIXED.size + params_len]
+    try:
+        params = strict_json(params_raw) if params_raw else {}
+        problem = scrypt_params_problem(params) if kind == KIND_SCRYPT else ("" if params_raw else None)
+        if problem is None and kind == KIND_SCRYPT and canonical_json(params) != params_raw:
+            problem = "not canonical JSON"
+    except ValueError as exc:
+        problem = str(exc)
+    if problem is not None:
+        raise ContainerFormatError(f"{path}: key block parameters are not valid"
+                                   + (f": {printable(problem, 200)}" if problem else ""))
+    rest = kb[_KB_FIXED.size + params_len :]
+    block = KeyBlock(kind, kek_id, params, params_raw, rest[:NONCE_BYTES], rest[NONCE_BYTES:])
+    raw = fixed + meta_raw + index_raw + table_raw
+    header = Header(file_id, dek_id, n, dataset, (h, w), offsets, raw, block, len(raw) + _U32.size + kb_len,
+                    split_names, codes)
     end = header.records_start + int(offsets[-1])
     if size < end:
         cut = int(np.searchsorted(offsets, size - header.records_start, side="right")) - 1
@@ -402,20 +507,33 @@ def read_header(path: str | os.PathLike) -> Header:
     return header
 
 
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse (not authenticate) the header and key block; every structural problem is a ContainerFormatError."""
+    with open(path, "rb") as fh:
+        return _parse_header(fh, os.fstat(fh.fileno()).st_size, path)
+
+
 class ContainerReader:
     """Random access to the records of a container, every record verified when read.
 
     Opening checks the structure, the key id (:class:`WrongKeyError`) and unwraps the
-    data key (:class:`HeaderAuthenticationError` if the header was modified).
+    data key (:class:`HeaderAuthenticationError` if the header -- split table included --
+    was modified).  The header and every record are read through one open file
+    descriptor, so a file renamed over the path meanwhile is not mixed in.
     """
 
     def __init__(self, path: str | os.PathLike, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome"):
         self.path = path
-        self.header = read_header(path)
-        self.engine = get_engine(engine)
-        self._dek = _unwrap_dek(self.header, kek, self.engine, path)
+        self._fh = open(path, "rb")
+        self._fd = self._fh.fileno()
+        try:
+            self.header = _parse_header(self._fh, os.fstat(self._fd).st_size, path)
+            self.engine = get_engine(engine)
+            self._dek = _unwrap_dek(self.header, kek, self.engine, path)
+        except BaseException:
+            self.close()
+            raise
         self._aad_prefix = RECORD_DOMAIN + self.header.digest
-        self._fd = os.open(path, os.O_RDONLY)
 
     def __enter__(self):
         return self
@@ -424,20 +542,37 @@ class ContainerReader:
         self.close()
 
     def close(self):
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = self._fd = None
 
     def __len__(self) -> int:
         return self.header.n_records
 
-    def _where(self, i: int, info: dict | None = None) -> str:
-        if not info:
-            return f"{self.path}: record {i}"
-        return f"{self.path}: record {i} (dataset {info.get('dataset')}, split {info.get('split')}, id {info.get('id')})"
+    def content_digest(self) -> str:
+        """SHA-256 (hex) of the immutable header and the records section, read through this reader's descriptor.
 
-    def _raw(self, i: int, blob: memoryview | None = None) -> tuple[memoryview, int, dict]:
-        """The record's bytes after its length field, its AAD length and its (not yet authenticated) AAD.
+        Unlike the file's hash it does not change when :func:`rotate` rewrites the key block; it changes with any
+        edit of a record or the header and differs between any two containers (file ids differ).
+        """
+        digest = hashlib.sha256(self.header.raw)
+        pos, end = self.header.records_start, self.header.records_start + int(self.header.offsets[-1])
+        while pos < end:
+            chunk = os.pread(self._fd, min(IO_CHUNK_BYTES, end - pos), pos)
+            if not chunk:
+                raise ContainerFormatError(f"{self.path}: the file changed while it was read")
+            digest.update(chunk)
+            pos += len(chunk)
+        return digest.hexdigest()
+
+    def _where(self, i: int, info: dict | None = None) -> str:
+        if not isinstance(info, dict):
+            return f"{self.path}: record {i}"
+        return (f"{self.path}: record {i} (dataset {printable(info.get('dataset'))}, split "
+                f"{printable(info.get('split'))}, id {printable(info.get('id'))})")
+
+    def _raw(self, i: int, blob: memoryview | None = None) -> tuple[memoryview, int]:
+        """The record's bytes after its length field and its AAD length (nothing of it parsed yet).
 
         ``blob`` is the record's bytes when the caller has read them already (a span read at once).
         """
@@ -448,51 +583,57 @@ class ContainerReader:
         if rec_len != len(blob) - _U32.size:
             raise RecordAuthenticationError(f"{self._where(i)}: length field {rec_len} disagrees with the index "
                                             f"({len(blob) - _U32.size}); the record was modified")
-        info = None
-        try:
-            (aad_len,) = _U16.unpack_from(blob, _U32.size)
-            info = json.loads(blob[6 : 6 + aad_len].tobytes())
-            if not isinstance(info, dict) or len(blob) < 6 + aad_len + NONCE_BYTES + TAG_BYTES:
-                raise ValueError
-        except (ValueError, struct.error, RecursionError):  # RecursionError: JSON nested too deep
-            raise RecordAuthenticationError(f"{self._where(i, info if isinstance(info, dict) else None)}: "
-                                            "associated data is corrupt") from None
-        return blob[_U32.size :], aad_len, info
+        (aad_len,) = _U16.unpack_from(blob, _U32.size)
+        h, w = self.header.shape
+        if len(blob) != RECORD_OVERHEAD + aad_len + h * w:
+            raise RecordAuthenticationError(f"{self._where(i)}: associated data length {aad_len} disagrees with the "
+                                            "index; the record was modified")
+        return blob[_U32.size :], aad_len
 
     def read(self, i: int) -> tuple[DecryptedRecord, float]:
         """Decrypt and verify record ``i``; return it with the seconds the decryption took."""
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self._open(i, self._raw(i), None)
+        return self._open(i, self._raw(i))
 
     def read_span(self, start: int, stop: int, splits: set[str] | None = None,
                   scratch: Callable[[int], memoryview] | None = None) -> Iterator[tuple[DecryptedRecord | None, float]]:
         """:meth:`read` for records ``start`` to ``stop - 1``, read a few MiB per system call.
 
-        With ``splits``, a record that claims another split is skipped, not decrypted:
-        ``(None, 0.0)``.  (A record lying about its split fails its tag when read without
-        the filter.)  ``scratch(nbytes)`` lends reusable memory to read into (fresh memory
-        otherwise).
+        With ``splits``, a record that the authenticated header's split table puts in another
+        split is skipped, not decrypted: ``(None, 0.0)``.  A record that is decrypted must
+        carry the same split in its (authenticated) associated data.  ``scratch(nbytes)``
+        lends reusable memory to read into (fresh memory otherwise).
         """
         if not 0 <= start <= stop <= len(self):
             raise IndexError((start, stop))
-        offsets = self.header.offsets
+        offsets, hdr = self.header.offsets, self.header
+        wanted = None if splits is None else set(splits)
         i = start
         while i < stop:
             last = max(i + 1, min(stop, int(np.searchsorted(offsets, offsets[i] + IO_CHUNK_BYTES, side="right")) - 1))
             first, nbytes = int(offsets[i]), int(offsets[last] - offsets[i])
             view = scratch(nbytes) if scratch else memoryview(bytearray(nbytes))
-            if os.preadv(self._fd, [view], self.header.records_start + first) != nbytes:
+            if os.preadv(self._fd, [view], hdr.records_start + first) != nbytes:
                 raise ContainerFormatError(f"{self.path}: records {i} to {last - 1} could not be read in full "
                                            "(the file changed while it was read)")
             for j in range(i, last):
-                yield self._open(j, self._raw(j, view[int(offsets[j]) - first : int(offsets[j + 1]) - first]), splits)
+                if wanted is not None and hdr.split_of(j) not in wanted:
+                    yield None, 0.0
+                    continue
+                yield self._open(j, self._raw(j, view[int(offsets[j]) - first : int(offsets[j + 1]) - first]))
             i = last
 
-    def _open(self, i: int, raw: tuple[memoryview, int, dict], splits) -> tuple[DecryptedRecord | None, float]:
-        body, aad_len, info = raw
-        if splits is not None and not (isinstance(info.get("split"), str) and info["split"] in splits):
-            return None, 0.0
+    def _unverified_info(self, aad) -> dict | None:
+        """The AAD's claims, parsed only to name a record whose tag failed (escaped when shown)."""
+        try:
+            info = strict_json(bytes(aad))
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
+
+    def _open(self, i: int, raw: tuple[memoryview, int]) -> tuple[DecryptedRecord, float]:
+        body, aad_len = raw
         aad = body[2 : 2 + aad_len]
         nonce = bytes(body[2 + aad_len : 2 + aad_len + NONCE_BYTES])
         sealed = body[2 + aad_len + NONCE_BYTES :]
@@ -500,21 +641,30 @@ class ContainerReader:
         plaintext = self.engine.decrypt(self._dek, nonce, sealed, self._aad_prefix + aad)
         seconds = time.perf_counter() - t0
         if plaintext is None:
-            raise RecordAuthenticationError(f"{self._where(i, info)}: authentication tag does not verify "
-                                            "(tampered, moved or corrupted)")
-        # Authenticated from here on: a position, dataset or shape that differs from where the record
-        # sits proves it was reordered or moved, not randomly corrupted.
+            raise RecordAuthenticationError(f"{self._where(i, self._unverified_info(aad))}: authentication tag does "
+                                            "not verify (tampered, moved or corrupted)")
+        # Authenticated from here on: a position, dataset, shape or split that differs from where the record
+        # sits proves it was reordered or moved (or written wrongly), not randomly corrupted.
         hdr = self.header
-        if info.get("index") != i or info.get("dataset") != hdr.dataset or tuple(info.get("shape", ())) != hdr.shape:
+        try:
+            info = strict_json(bytes(aad))
+        except ValueError:
+            info = None
+        if not (isinstance(info, dict) and set(info) == {"dataset", "id", "index", "shape", "split"}
+                and isinstance(info["id"], str)):
+            raise RecordAuthenticationError(f"{self._where(i)}: authenticated associated data is not valid")
+        if type(info["index"]) is not int or info["index"] != i or info["dataset"] != hdr.dataset or info["shape"] != list(hdr.shape):
             raise RecordAuthenticationError(
-                f"{self._where(i, info)}: authenticated position {info.get('index')} of dataset {info.get('dataset')} "
-                f"differs from its place ({i} of {hdr.dataset}): records were reordered or moved")
+                f"{self._where(i, info)}: authenticated position {printable(info['index'])} of dataset "
+                f"{printable(info['dataset'])} differs from its place ({i} of {printable(hdr.dataset)}): "
+                "records were reordered or moved")
+        if info["split"] != hdr.split_of(i):
+            raise RecordAuthenticationError(f"{self._where(i, info)}: authenticated split differs from the header's "
+                                            f"split table ({printable(hdr.split_of(i))})")
         h, w = hdr.shape
-        if len(plaintext) != 2 + h * w:
-            raise ContainerFormatError(f"{self._where(i, info)}: plaintext size does not match the shape {h}x{w}")
         label = int.from_bytes(plaintext[:2], "big")
         pixels = np.frombuffer(plaintext, dtype=np.uint8, offset=2).reshape(h, w)
-        return DecryptedRecord(i, str(info["id"]), str(info["split"]), label, pixels), seconds
+        return DecryptedRecord(i, info["id"], info["split"], label, pixels), seconds
 
     def __iter__(self) -> Iterator[tuple[DecryptedRecord, float]]:
         for i in range(len(self)):
@@ -528,22 +678,30 @@ def decrypt_records(path, kek: KeyEncryptionKey, engine: str | Engine = "pycrypt
 
 
 def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "pycryptodome", workers: int = 1,
-                      splits: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                      splits: tuple[str, ...] | None = None, expect: dict | None = None,
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decrypt a container into the arrays layout used by preprocess; return (arrays, seconds per record).
 
-    ``splits`` keeps only records whose (authenticated) split is listed, without
-    decrypting the others: a skipped record is not verified, so verify the whole
-    container first when that matters (the pipeline's ``decrypt`` rule does, before
-    training reads a subset).  ``workers > 1`` decrypts spans in forked processes into
-    shared memory; use 1 in processes that run threaded libraries (TensorFlow).
+    ``splits`` keeps exactly the records that the authenticated header's split table puts
+    in those splits (each verified; the others are not decrypted).  ``expect`` is a
+    verification record (:func:`verification_record`, written by the pipeline's ``decrypt``
+    rule): the container must be that one (same content digest), else
+    :class:`ContainerMismatchError` -- an edit or a rollback since it was verified.
+    ``workers > 1`` decrypts spans in forked processes into shared memory; use 1 in
+    processes that run threaded libraries (TensorFlow).
     """
     with ContainerReader(path, kek, engine) as reader:  # the forked workers use it too (pread: no shared offset)
+        if expect is not None:
+            check_verification_record(reader, expect)
         n, (h, w) = reader.header.n_records, reader.header.shape
         shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
         job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits)}
         parts = _run_spans(_decrypt_span, job, n, workers)
+        listed = n if splits is None else len(reader.header.records_of(splits))
     pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)  # keeps the mapping alive
     keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
+    if int(keep.sum()) != listed:  # cannot happen: every listed record is returned or raised
+        raise RuntimeError(f"{path}: {int(keep.sum())} records read, the header lists {listed}")
     cat = lambda key, dtype: np.concatenate([p[key] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
     arrays = {
         "images": pixels if keep.all() else pixels[keep],
@@ -562,7 +720,7 @@ def _decrypt_span(job, start: int, stop: int) -> dict:
     res = {"keep": np.zeros(stop - start, bool), "labels": [], "ids": [], "split": [], "seconds": []}
     for rec, sec in reader.read_span(start, stop, wanted, lambda nbytes: _scratch("decrypt", nbytes)):
         if rec is None:
-            continue  # a record of another split is not decrypted (nor used)
+            continue  # the authenticated header puts this record in another split: not decrypted (nor used)
         i = rec.index
         out[i * size : (i + 1) * size] = rec.pixels.reshape(-1)
         res["keep"][i - start] = True
@@ -573,43 +731,102 @@ def _decrypt_span(job, start: int, stop: int) -> dict:
     return res
 
 
+# --------------------------------------------------------------------------- verification records
+
+
+def verification_record(reader: ContainerReader) -> dict:
+    """What the ``decrypt`` rule records after verifying every record, for later stages to check against.
+
+    Public facts only (no key material): ids, counts and digests.
+    """
+    hdr = reader.header
+    return {"format_version": VERSION, "dataset": hdr.dataset, "records": hdr.n_records,
+            "split_counts": hdr.split_counts(), "file_id": hdr.file_id.hex(), "data_key_id": hdr.dek_id.hex(),
+            "header_sha256": hdr.digest.hex(), "content_sha256": reader.content_digest()}
+
+
+def check_verification_record(reader: ContainerReader, expect: dict) -> None:
+    """Raise :class:`ContainerMismatchError` unless ``reader``'s container is the one ``expect`` records."""
+    hdr = reader.header
+    if not isinstance(expect, dict) or not isinstance(expect.get("content_sha256"), str):
+        raise ContainerMismatchError(f"{reader.path}: the verification record is not valid; rerun the decrypt rule")
+    if expect.get("file_id") != hdr.file_id.hex():
+        raise ContainerMismatchError(
+            f"{reader.path} is not the container the decrypt rule verified (file id {hdr.file_id.hex()}, verified "
+            f"{printable(expect.get('file_id'))}): it was replaced since, e.g. rolled back to an older container. "
+            "Check it (python -m cryptomed verify) and rerun the decrypt rule only if the replacement is intended")
+    digest = reader.content_digest()
+    if digest != expect["content_sha256"]:
+        raise ContainerMismatchError(
+            f"{reader.path} was modified since the decrypt rule verified it (content sha256 {digest[:16]}..., "
+            f"verified {printable(expect['content_sha256'][:16])}...), although its file id is the same")
+
+
+def verify_container(path, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome", workers: int = 1) -> dict:
+    """Decrypt and verify every record (nothing kept); return the :func:`verification_record` and per-record data
+    ``ids``, ``splits`` and ``seconds``."""
+    with ContainerReader(path, kek, engine) as reader:
+        record = verification_record(reader)
+        n = reader.header.n_records
+        shared = mmap.mmap(-1, max(1, n * reader.header.shape[0] * reader.header.shape[1]))
+        parts = _run_spans(_decrypt_span, {"reader": reader, "pixels": shared, "splits": None}, n, workers)
+    shared.close()
+    return {**record, "ids": sum((p["ids"] for p in parts), []), "splits": sum((p["split"] for p in parts), []),
+            "seconds": np.concatenate([np.asarray(p["seconds"], np.float64) for p in parts]) if parts else np.zeros(0)}
+
+
 # --------------------------------------------------------------------------- keys: rotation and inspection
 
 
 def rotate(path: str | os.PathLike, old: KeyEncryptionKey, new: KeyEncryptionKey, *, keep_mtime: bool = True,
-           rng: Rng = os.urandom) -> tuple[str, str]:
+           verify_records: bool = False, rng: Rng = os.urandom) -> tuple[str, str]:
     """Re-wrap the container's data key under ``new``; the records are copied byte for byte.
 
-    The old KEK must open the container (wrong key / tampering are reported as on
-    decrypt).  The file is replaced atomically; its modification time is kept by
-    default so that workflow tools do not treat the (unchanged) records as new
-    data.  Returns the old and new KEK ids (hex).
+    The old KEK must open the container, which authenticates the header (wrong key /
+    tampering are reported as on decrypt); ``verify_records`` also decrypts and verifies
+    every record first.  The new file must open under ``new`` before it replaces the old
+    one (atomically); its modification time is kept by default so that workflow tools do
+    not treat the (unchanged) records as new data.  Returns the old and new KEK ids (hex).
     """
     engine = get_engine("pycryptodome")
-    header = read_header(path)
-    dek = _unwrap_dek(header, old, engine, path)
-    block = _wrap_dek(new, dek, header.digest, engine, rng)
-    st = os.stat(path)
-    with atomic_path(path) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
-        dst.write(header.raw + block.to_bytes())
-        src.seek(header.records_start)
-        shutil.copyfileobj(src, dst, 1 << 20)
+    with ContainerReader(path, old, engine) as reader:
+        header = reader.header
+        if verify_records:
+            for _ in reader.read_span(0, len(reader)):
+                pass
+        block = _wrap_dek(new, reader._dek, header.digest, engine, rng)
+        st = os.fstat(reader._fd)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as dst:
+                dst.write(header.raw + block.to_bytes())
+                pos, end = header.records_start, header.records_start + int(header.offsets[-1])
+                while pos < end:
+                    chunk = os.pread(reader._fd, min(IO_CHUNK_BYTES, end - pos), pos)
+                    if not chunk:
+                        raise ContainerFormatError(f"{path}: the file changed while it was rotated")
+                    dst.write(chunk)
+                    pos += len(chunk)
+            with ContainerReader(tmp, new, engine):  # the new key block unwraps before anything is replaced
+                pass
     if keep_mtime:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     return header.key_block.kek_id.hex(), block.kek_id.hex()
 
 
 def inspect(path: str | os.PathLike) -> dict:
-    """Public facts about a container (no key needed, nothing secret)."""
+    """Public facts about a container (no key needed, nothing secret).  Not authenticated: names and counts are what
+    the header claims (``cryptomed verify`` checks them with the key).  Strict JSON values only."""
     hdr = read_header(path)
     kb = hdr.key_block
     return {
         "path": str(path), "format_version": VERSION, "algorithm": "AES-256-GCM", "dataset": hdr.dataset,
-        "records": hdr.n_records, "image_shape": list(hdr.shape), "file_id": hdr.file_id.hex(),
-        "data_key_id": hdr.dek_id.hex(), "kek_kind": {KIND_RAW: "raw", KIND_SCRYPT: "scrypt"}[kb.kind],
-        "kek_id": kb.kek_id.hex(), "kdf": kb.params, "bytes": Path(path).stat().st_size,
+        "records": hdr.n_records, "split_counts": hdr.split_counts(), "image_shape": list(hdr.shape),
+        "file_id": hdr.file_id.hex(), "data_key_id": hdr.dek_id.hex(),
+        "kek_kind": {KIND_RAW: "raw", KIND_SCRYPT: "scrypt"}[kb.kind], "kek_id": kb.kek_id.hex(), "kdf": kb.params,
+        "bytes": Path(path).stat().st_size,
     }
 
 
-__all__ = ["ContainerReader", "CryptoError", "DecryptedRecord", "decrypt_records", "decrypt_to_arrays",
-           "encrypt_records", "inspect", "read_header", "rotate"]
+__all__ = ["ContainerReader", "CryptoError", "DecryptedRecord", "check_verification_record", "decrypt_records",
+           "decrypt_to_arrays", "encrypt_records", "inspect", "printable", "read_header", "rotate",
+           "verification_record", "verify_container"]

@@ -35,3 +35,8 @@ class RecordAuthenticationError(CryptoError):
 
 class NonceReuseError(CryptoError):
     """Two records would be encrypted under the same (key, nonce): refused before anything is written."""
+
+
+class ContainerMismatchError(CryptoError):
+    """A valid container, but not the one a trusted record names: modified or replaced (e.g. rolled back to an
+    older valid container) since the ``decrypt`` rule verified it, or different from the hash in ``dvc.lock``."""

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -39,10 +40,16 @@ KIND_SCRYPT = 2
 
 # scrypt cost: N=2^15, r=8, p=1 (32 MiB, ~0.1 s here; RFC 7914 / OWASP interactive-login level).
 SCRYPT_DEFAULT = {"n": 2**15, "r": 8, "p": 1}
-# Bounds on parameters read from a (not yet authenticated) header, so a crafted file cannot make us
-# allocate gigabytes or spin for minutes before the tag check fails.
-_SCRYPT_MAX = {"n": 2**20, "r": 16, "p": 4}
+# Bounds on parameters read from a (not yet authenticated) header, so that opening any container costs at most
+# 256 MiB and about 1-2 s (2-core VM: n*r*p = 2^21 takes 1.0-1.3 s) before the key is checked: each of n, r, p
+# within its own bound, memory 128*n*r bytes <= 256 MiB (n*r <= 2^21) and work n*r*p <= 2^21. The documented
+# maximum (e.g. n=2^18, r=8, p=1 or n=2^20, r=2, p=1) is derived with maxmem set to what it needs.
+SCRYPT_MAX = {"n": 2**20, "r": 16, "p": 4}
+SCRYPT_MAX_MEMORY = 256 << 20  # bytes: 128 * n * r
+SCRYPT_MAX_WORK = 2**21  # n * r * p
+SCRYPT_PARAM_KEYS = frozenset({"kdf", "n", "p", "r", "salt"})
 SALT_BYTES = 16
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def key_id(key: bytes) -> bytes:
@@ -93,39 +100,68 @@ class Passphrase(KeyEncryptionKey):
             raise InvalidKeyError(f"{description}: a passphrase needs at least 8 characters")
         self._passphrase = passphrase.encode()
         self.cost = {"n": n, "r": r, "p": p}
+        if scrypt_params_problem({"kdf": "scrypt", "salt": "00" * SALT_BYTES, **self.cost}):
+            raise InvalidKeyError(f"{description}: scrypt cost {self.cost} is outside the bounds every reader accepts "
+                                  f"({scrypt_bounds_text()})")
         self.description = description
-        self._cache: dict[bytes, bytes] = {}
+        self._cache: dict[tuple, bytes] = {}
 
     def new_params(self, rng) -> dict:
         return {"kdf": "scrypt", "salt": rng(SALT_BYTES).hex(), **self.cost}
 
     def derive(self, params: dict) -> bytes:
-        try:
-            salt = bytes.fromhex(params["salt"])
-            n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
-            ok = params.get("kdf") == "scrypt" and len(salt) == SALT_BYTES and n >= 2 and n & (n - 1) == 0
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok or n > _SCRYPT_MAX["n"] or not 1 <= r <= _SCRYPT_MAX["r"] or not 1 <= p <= _SCRYPT_MAX["p"]:
-            raise ContainerFormatError(f"key block: invalid or out-of-bounds scrypt parameters {params}")
-        if salt not in self._cache:
-            self._cache[salt] = hashlib.scrypt(self._passphrase, salt=salt, n=n, r=r, p=p,
-                                               maxmem=2 * 128 * r * (n + p + 2), dklen=KEY_BYTES)
-        return self._cache[salt]
+        problem = scrypt_params_problem(params)
+        if problem:
+            raise ContainerFormatError(f"key block: invalid or out-of-bounds scrypt parameters ({problem})")
+        n, r, p, salt = params["n"], params["r"], params["p"], bytes.fromhex(params["salt"])
+        if (salt, n, r, p) not in self._cache:
+            # OpenSSL needs 128*r*(n+2) bytes for V plus 128*r*p for B; maxmem is exactly that plus 1 MiB.
+            self._cache[(salt, n, r, p)] = hashlib.scrypt(self._passphrase, salt=salt, n=n, r=r, p=p,
+                                                          maxmem=128 * r * (n + 2 + p) + (1 << 20), dklen=KEY_BYTES)
+        return self._cache[(salt, n, r, p)]
 
     def __repr__(self) -> str:
         return "Passphrase(***)"
 
 
+def scrypt_bounds_text() -> str:
+    return (f"n a power of two, 2 <= n <= 2^20, 1 <= r <= {SCRYPT_MAX['r']}, 1 <= p <= {SCRYPT_MAX['p']}, "
+            f"128*n*r <= {SCRYPT_MAX_MEMORY >> 20} MiB, n*r*p <= 2^21")
+
+
+def _is_int(v) -> bool:
+    return type(v) is int  # not bool, not float (1e999 is a float: inf)
+
+
+def scrypt_params_problem(params) -> str | None:
+    """What is wrong with scrypt parameters read from a key block (``None`` if nothing): exact keys and types,
+    a 16-byte hex salt, and the cost bounds that cap the memory and time any header can make a reader spend."""
+    if not isinstance(params, dict) or set(params) != SCRYPT_PARAM_KEYS:
+        return f"expected exactly the keys {sorted(SCRYPT_PARAM_KEYS)}"
+    if params["kdf"] != "scrypt":
+        return "kdf is not scrypt"
+    salt = params["salt"]
+    if not isinstance(salt, str) or len(salt) != 2 * SALT_BYTES or not re.fullmatch(r"[0-9a-f]+", salt):
+        return f"salt is not {2 * SALT_BYTES} lowercase hex digits"
+    n, r, p = params["n"], params["r"], params["p"]
+    if not (_is_int(n) and _is_int(r) and _is_int(p)):
+        return "n, r and p must be integers"
+    if not (2 <= n <= SCRYPT_MAX["n"] and n & (n - 1) == 0 and 1 <= r <= SCRYPT_MAX["r"] and 1 <= p <= SCRYPT_MAX["p"]
+            and 128 * n * r <= SCRYPT_MAX_MEMORY and n * r * p <= SCRYPT_MAX_WORK):
+        return f"n={n}, r={r}, p={p} outside the bounds ({scrypt_bounds_text()})"
+    return None
+
+
 def _parse_hex_key(text: str, where: str) -> bytes:
-    text = text.strip()
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise InvalidKeyError(f"{where}: key must be {KEY_BYTES * 2} hex digits") from None
-    if len(key) != KEY_BYTES:
-        raise InvalidKeyError(f"{where}: key must be {KEY_BYTES * 2} hex digits (AES-256), got {len(text)} characters")
-    return key
+    """Exactly 64 hex digits (a key file may end in one newline); the text itself is never echoed."""
+    if not _HEX_KEY.fullmatch(text):
+        raise InvalidKeyError(f"{where}: key must be exactly {KEY_BYTES * 2} hex digits (AES-256), "
+                              f"nothing else (got {len(text)} characters)")
+    return bytes.fromhex(text)
+
+
+def _key_file_text(text: str) -> str:
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
 def generate_key_file(path: str | os.PathLike) -> bytes:
@@ -144,7 +180,7 @@ def generate_key_file(path: str | os.PathLike) -> bytes:
             fh.write(key.hex() + "\n")
         os.link(tmp, path)
     except FileExistsError:
-        return _parse_hex_key(path.read_text(), str(path))
+        return read_key_file(path)
     finally:
         os.unlink(tmp)
     return key
@@ -155,9 +191,10 @@ def read_key_file(path: str | os.PathLike) -> bytes:
     if not path.exists():
         raise KeyMissingError(f"key file {path} not found")
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("key file %s is accessible to group/others (mode %o); chmod 600 it", path, mode)
-    return _parse_hex_key(path.read_text(), str(path))
+    if mode & 0o077:  # as ssh does for private keys
+        raise InvalidKeyError(f"key file {path} is accessible to group/others (mode {mode:04o}); refusing to use it. "
+                              f"Fix: chmod 600 {path}")
+    return _parse_hex_key(_key_file_text(path.read_text()), str(path))
 
 
 def load_key(key_file: str | os.PathLike | None, create: bool = False) -> bytes:
