@@ -103,14 +103,32 @@ def encrypt_stage(smk) -> None:
 
 
 def decrypt_stage(smk) -> None:
-    """Decrypt and verify every record and time it; the plaintext is dropped (train/evaluate decrypt in memory)."""
-    from .crypto import decrypt_to_arrays, load_kek
+    """Decrypt and verify every record and time it; the plaintext is dropped (train/evaluate decrypt in memory).
+
+    Also writes what it verified (the container's content digest, file id, counts; no key material): the later
+    stages that decrypt check the container is still that one, so an edit or a rollback after this rule ran
+    (which Snakemake and DVC may not notice) stops them with ContainerMismatchError.
+    """
+    from .crypto import load_kek, verify_container
+    from .files import write_json
 
     kek = load_kek(smk.params.key_file, create=False)
-    arrays, seconds = decrypt_to_arrays(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
-    _write_timing(smk.output.timing, arrays["ids"], arrays["splits"], seconds)
-    log.info("decrypted and verified %d records (%s engine, %d processes): %.1f us per image (median)",
-             len(seconds), smk.params.engine, _threads(smk), 1e6 * float(np.median(seconds)) if len(seconds) else 0)
+    result = verify_container(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
+    seconds = result.pop("seconds")
+    _write_timing(smk.output.timing, result.pop("ids"), result.pop("splits"), seconds)
+    write_json(smk.output.verified, {"container": str(smk.input.container), **result})
+    log.info("decrypted and verified %d records (%s engine, %d processes): %.1f us per image (median); content "
+             "sha256 %s", len(seconds), smk.params.engine, _threads(smk),
+             1e6 * float(np.median(seconds)) if len(seconds) else 0, result["content_sha256"])
+
+
+def _verified_record(smk) -> dict | None:
+    """The decrypt rule's record of the container it verified (None when the rule's inputs do not include it)."""
+    if "verified" not in smk.input.keys():
+        return None
+    import json
+
+    return json.loads(Path(smk.input.verified).read_text())
 
 
 def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
@@ -121,7 +139,7 @@ def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
         from .crypto import decrypt_to_arrays, load_kek
 
         arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(crypto["key_file"]), engine=crypto["engine"],
-                                      workers=workers, splits=splits)
+                                      workers=workers, splits=splits, expect=_verified_record(smk))
         arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
         return arrays
     from .data import load_arrays
@@ -236,7 +254,8 @@ def _container_arrays(smk):
     """Decrypt and verify the container in memory; also the mean per-test-image decrypt seconds measured doing so."""
     from .crypto import decrypt_to_arrays, load_kek
 
-    arrays, seconds = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine)
+    arrays, seconds = decrypt_to_arrays(smk.input.container, load_kek(smk.params.key_file), engine=smk.params.engine,
+                                        expect=_verified_record(smk))
     test = arrays["splits"] == "test"
     return arrays, float(seconds[test].mean()) if test.any() else float("nan")
 

@@ -73,7 +73,7 @@ def model_inputs(wildcards):
         return {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}
     return {
         "container": f"data/encrypted/{wildcards.dataset}.cmed",
-        "verified": f"results/{wildcards.dataset}/timing/decrypt.csv",
+        "verified": f"results/{wildcards.dataset}/container_verified.json",
     }
 
 
@@ -90,6 +90,7 @@ def aes_inputs(wildcards):
         "container": f"data/encrypted/{wildcards.dataset}.cmed",
         "encrypt_timing": f"results/{wildcards.dataset}/timing/encrypt.csv",
         "decrypt_timing": f"results/{wildcards.dataset}/timing/decrypt.csv",
+        "verified": f"results/{wildcards.dataset}/container_verified.json",
     }
 
 
@@ -115,8 +116,10 @@ def transfer_inputs(wildcards):
 
 def baseline_inputs(wildcards):
     """Container and encrypt timing for the non-CNN baselines. They decrypt and verify in memory and time that
-    themselves (in their own process, next to their own work), so they do not need the decrypt rule's timing."""
+    themselves (in their own process, next to their own work), so they do not need the decrypt rule's timing; they
+    do check that the container is still the one the decrypt rule verified (its record)."""
     return {
         "container": f"data/encrypted/{wildcards.dataset}.cmed",
         "encrypt_timing": f"results/{wildcards.dataset}/timing/encrypt.csv",
+        "verified": f"results/{wildcards.dataset}/container_verified.json",
     }

@@ -1,10 +1,13 @@
 rule decrypt:
     # Decrypts and verifies every record (a failure names it; a wrong key is reported as such) and records the
     # per-image decrypt time. Nothing decrypted is written: train and evaluate decrypt in memory what they use.
+    # `verified` records what was verified (content digest, file id, counts; no key material): every later stage
+    # that decrypts checks the container is still that one (an in-place edit or a rollback since stops it).
     input:
         container="data/encrypted/{dataset}.cmed",
     output:
         timing="results/{dataset}/timing/decrypt.csv",
+        verified="results/{dataset}/container_verified.json",
     params:
         key_file=config["crypto"]["key_file"],
         engine=config["crypto"]["engine"],
