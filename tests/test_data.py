@@ -73,8 +73,13 @@ def test_resize_policies_give_square_output(aspect):
 
 def test_preprocess_drops_leakage_keeps_test_whole_and_stratifies_val(raw):
     tar, manifest = raw
-    arrays, rows, report = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12, val_fraction=0.2, seed=3))
-    assert report["dropped"]["train_duplicates_of_test"] == 1
+    arrays, rows, report, dropped, _ = preprocess(SPEC, tar, manifest,
+                                                  PreprocessSettings(image_size=12, val_fraction=0.2, seed=3))
+    assert report["dropped"]["train_copies_of_test"] == 1
+    assert report["near_copies"]["train_copies_of_test_dropped"]["by_kind"]["exact"] == 1
+    assert {d["source_path"]: d["reason"] for d in dropped} == {
+        "r/train/NORMAL/leak.png": "copy_of_test", "r/train/PNEUMONIA/dup.png": "duplicate_within_train"}
+    assert "leak.png" not in str(report)  # the report (results/) holds counts, not file names
     assert report["dropped"]["train_duplicates_within_train"] == 1
     assert report["counts"]["test"]["total"] == 12  # untouched
     assert report["counts"]["val"] == {"NORMAL": 4, "PNEUMONIA": 4, "total": 8}
@@ -89,8 +94,8 @@ def test_preprocess_drops_leakage_keeps_test_whole_and_stratifies_val(raw):
 
 def test_preprocess_is_deterministic(raw):
     tar, manifest = raw
-    a1, _, _ = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12))
-    a2, _, _ = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12), threads=3)
+    a1 = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12)).arrays
+    a2 = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12), threads=3).arrays
     for k in a1:
         np.testing.assert_array_equal(a1[k], a2[k])
 
@@ -103,14 +108,14 @@ def test_corrupt_image_errors_or_is_skipped_and_counted(tmp_path):
     tar, manifest = make_raw(tmp_path, items)
     with pytest.raises(CorruptImageError, match="broken.jpeg"):
         preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=8))
-    _, _, report = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=8, on_corrupt="skip"))
-    assert report["dropped"]["corrupt_skipped"] == 1
-    assert report["corrupt_files"] == ["r/train/NORMAL/broken.jpeg"]
+    result = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=8, on_corrupt="skip"))
+    assert result.report["dropped"]["corrupt_skipped"] == 1
+    assert [d["source_path"] for d in result.dropped if d["reason"] == "corrupt"] == ["r/train/NORMAL/broken.jpeg"]
 
 
 def test_subset_per_class(raw):
     tar, manifest = raw
-    _, _, report = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=8, max_per_class=5))
+    report = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=8, max_per_class=5)).report
     assert report["source_images"] == 20
 
 

@@ -76,6 +76,13 @@ def test_metrics_have_every_field(run):
         report = json.loads((wd / f"results/{ds}/data_report.json").read_text())
         assert report["counts"]["test"]["total"] == 60 * n_classes  # test split kept whole (per-class subset)
         assert report["counts"]["val"]["total"] > 0
+        near = report["near_copies"]  # leakage measured on the final splits of the real subset
+        assert near["threshold"] == 0.1 and set(near["train_copies_of_test_dropped"]["by_kind"]) == {
+            "exact", "near", "flipped_or_rotated"}
+        assert near["check"]["test_images_with_a_copy_in_train_or_val"] == 0
+        assert near["check"]["val_images_with_a_copy_in_train"] == 0
+        assert near["check"]["patients_in_train_and_val"] == 0
+        assert "source_path" not in json.dumps(report) and "person" not in json.dumps(report)  # counts only
         for m in METHODS:
             r = json.loads((wd / f"results/{ds}/metrics/{m}.json").read_text())
             n_test = 40 if m == "he_linear" else 60 * n_classes  # config/test.yaml caps the HE test images
@@ -174,6 +181,9 @@ def test_nothing_to_do_after_a_complete_run(run):
 @pytest.mark.parametrize("override,expected", [
     ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "plot_results", "all"}),
     ("preprocess:\n  image_size: 24\n",
+     {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
+      "pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results", "all"}),
+    ("preprocess:\n  near_copy_threshold: 0.2\n",  # leakage policy: preprocess onward, nothing before it
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
       "pretrain_backbone", "baseline_transfer", "compare_baselines", "plot_results", "all"}),
     ("evaluate:\n  bootstrap_resamples: 50\n",

@@ -13,6 +13,8 @@ mapping back to source files lives only in the local split manifest.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import re
 import hashlib
 import io
 import logging
@@ -20,12 +22,13 @@ import tarfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import CryptomedError
+from . import CryptomedError, dedup
 from .datasets import DatasetSpec
 from .files import atomic_path, write_csv, write_json
 from .progress import progress
@@ -56,6 +59,11 @@ class PreprocessSettings:
     seed: int = 42
     on_corrupt: str = "error"  # or "skip" (skipped images are counted in the report)
     max_per_class: int | None = None  # subset per (split, class), for tests and quick runs
+    # A training image within this distance of a test image is the same picture (see cryptomed.dedup and
+    # docs/leakage.md: the value sits in the gap of the distance distribution on the real data). None: exact only.
+    near_copy_threshold: float | None = 0.10
+    near_copy_thumbnail: int = 16  # side of the normalised thumbnails compared
+    group_by_patient: bool = True  # validation split grouped by the patient id in upstream file names
 
     def __post_init__(self):
         if self.aspect not in ASPECT_POLICIES:
@@ -64,6 +72,10 @@ class PreprocessSettings:
             raise ValueError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
         if self.on_corrupt not in ("error", "skip"):
             raise ValueError(f"on_corrupt must be 'error' or 'skip', got {self.on_corrupt!r}")
+        if self.near_copy_threshold is not None and not 0.0 <= self.near_copy_threshold < 1.0:
+            raise ValueError(f"near_copy_threshold must be in [0, 1) or null, got {self.near_copy_threshold}")
+        if not 4 <= self.near_copy_thumbnail <= 64:
+            raise ValueError(f"near_copy_thumbnail must be in [4, 64], got {self.near_copy_thumbnail}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -129,9 +141,177 @@ def _subset(rows: list[dict], max_per_class: int | None, seed: int) -> list[dict
     return kept
 
 
+
+class Preprocessed(NamedTuple):
+    arrays: dict
+    manifest: list[dict]  # local only: record id -> source file
+    report: dict  # counts only, goes to results/
+    dropped: list[dict]  # local only: dropped file, reason, kind, the test image it copies
+    samples: list[dict]  # test image beside its dropped training copy, for the figure
+
+
+KINDS = ("exact", "near", "flipped_or_rotated")
+SAMPLES_PER_KIND = 3
+
+
+def patient_id(spec: DatasetSpec, source_path: str) -> str | None:
+    """The patient id in an upstream file name (``person12_virus_3.jpeg`` -> ``person12``), or None."""
+    if not spec.patient_pattern:
+        return None
+    m = re.match(spec.patient_pattern, source_path.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
+def _stack(items, size: int) -> np.ndarray:
+    return np.stack([it[3] for it in items]) if items else np.zeros((0, size, size), np.uint8)
+
+
+def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
+    """Drop training images that copy a test image (exact, near, flipped or rotated) and exact duplicates inside
+    train; group the rest by near-copy and by patient so that no group straddles train and validation."""
+    thr, size, px = settings.near_copy_threshold, settings.near_copy_thumbnail, settings.image_size
+    test = [it for it in decoded if it[0]["split"] == "test"]
+    train = [it for it in decoded if it[0]["split"] == "train"]
+    test_hash = {}
+    for j, it in enumerate(test):
+        test_hash.setdefault(it[1], j)
+    dist, ref, trans = dedup.nearest(_stack(train, px), _stack(test, px), size)
+
+    kept_train, dropped, candidates, seen = [], [], [], {}
+    by_kind = {k: Counter() for k in KINDS}
+    copied_tests = set()
+    for k, it in enumerate(train):
+        row = it[0]
+        exact = it[1] in test_hash
+        if exact or (thr is not None and dist[k] <= thr):
+            j = test_hash[it[1]] if exact else int(ref[k])
+            if exact:
+                kind, t_name = "exact", "identity"
+            elif trans[k] == 0 or dedup.distance(it[3], test[j][3], size) <= thr:  # a copy as it is
+                kind, t_name = "near", "identity"
+            else:
+                kind, t_name = "flipped_or_rotated", dedup.TRANSFORMS[trans[k]]
+            by_kind[kind][row["class_name"]] += 1
+            copied_tests.add(j)
+            dropped.append({"source_path": row["path"], "class_name": row["class_name"], "reason": "copy_of_test",
+                            "kind": kind, "copy_of": test[j][0]["path"], "distance": round(float(dist[k]), 4),
+                            "transform": t_name})
+            candidates.append((kind, j, it, float(dist[k]), t_name))
+            continue
+        if it[1] in seen:
+            dropped.append({"source_path": row["path"], "class_name": row["class_name"],
+                            "reason": "duplicate_within_train", "kind": "exact", "copy_of": seen[it[1]],
+                            "distance": 0.0, "transform": "identity"})
+            continue
+        seen[it[1]] = row["path"]
+        kept_train.append(it)
+
+    samples = []  # a few pairs per kind, spread over the list (which is in class order)
+    for kind in KINDS:
+        of_kind = [c for c in candidates if c[0] == kind]
+        for i in sorted(set(np.linspace(0, len(of_kind) - 1, SAMPLES_PER_KIND).round().astype(int).tolist())
+                        if of_kind else []):
+            _, j, it, d, t_name = of_kind[i]
+            samples.append({"test": test[j][3], "copy": it[3], "kind": kind, "distance": d, "transform": t_name,
+                            "class_name": it[0]["class_name"]})
+
+    # Groups that must stay on one side of the train/validation split: near-copies and images of one patient.
+    links = dedup.pairs_within(_stack(kept_train, px), thr, size) if thr is not None else []
+    n_near_pairs = len(links)
+    pids = [patient_id(spec, it[0]["path"]) if settings.group_by_patient else None for it in kept_train]
+    first_of: dict[str, int] = {}
+    for i, pid in enumerate(pids):
+        if pid is not None:
+            links.append((first_of.setdefault(pid, i), i))
+    group = dedup.groups(len(kept_train), links)
+    near_groups = dedup.groups(len(kept_train), links[:n_near_pairs])
+    sizes = Counter(near_groups.tolist())
+
+    borderline = int(((dist > thr) & (dist <= 1.5 * thr)).sum()) if thr is not None else 0
+    finite = dist[np.isfinite(dist)]
+    edges = np.round(np.arange(0.0, 1.02, 0.02), 2)
+    hist = np.histogram(np.minimum(finite, 1.0), bins=edges)[0]
+    train_pids = {patient_id(spec, it[0]["path"]) for it in train} - {None}
+    test_pids = {patient_id(spec, it[0]["path"]) for it in test} - {None}
+    report = {
+        "method": "normalised thumbnails, nearest neighbour over the 8 flips and rotations (cryptomed.dedup)",
+        "threshold": thr,
+        "thumbnail": size,
+        "test_images_with_a_train_copy": len(copied_tests),
+        "train_copies_of_test_dropped": {
+            "total": sum(sum(c.values()) for c in by_kind.values()),
+            "by_kind": {k: sum(by_kind[k].values()) for k in KINDS},
+            "by_class": {c: sum(by_kind[k][c] for k in KINDS) for c in spec.classes},
+            "by_kind_and_class": {k: {c: by_kind[k][c] for c in spec.classes} for k in KINDS},
+        },
+        "borderline_kept": {"range": [thr, 1.5 * thr] if thr is not None else None, "train_images": borderline},
+        "train_val_near_copy_pairs": n_near_pairs,
+        "train_val_images_in_near_copy_groups": int(sum(n for n in sizes.values() if n > 1)),
+        "train_val_near_copy_groups": int(sum(1 for n in sizes.values() if n > 1)),
+        "distance_histogram": {"edges": edges.tolist(), "train_to_nearest_test": hist.tolist()},
+    }
+    patients = {
+        "id_source": "upstream file name" if spec.patient_pattern and settings.group_by_patient else None,
+        "train_val_patients": len({p for p in pids if p is not None}),
+        "train_val_images_without_patient_id": sum(p is None for p in pids) if spec.patient_pattern else None,
+        "official_train_test_patients_shared": len(train_pids & test_pids) if spec.patient_pattern else None,
+    }
+    kept_paths = {it[0]["path"] for it in kept_train}
+    kept = [it for it in decoded if it[0]["split"] == "test" or it[0]["path"] in kept_paths]
+    groups_of = {it[0]["path"]: int(g) for it, g in zip(kept_train, group)}
+    return kept, dropped, {"report": report, "patients": patients, "samples": samples, "groups": groups_of}
+
+
+def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str]:
+    """Stratified by class, grouped by near-copy group and patient (scikit-learn's StratifiedGroupKFold): the
+    first of ``round(1 / val_fraction)`` folds is validation."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    split_of = {it[0]["path"]: "test" for it in kept if it[0]["split"] == "test"}
+    train = [it for it in kept if it[0]["split"] == "train"]
+    y = np.array([it[0]["label"] for it in train])
+    g = np.array([leak["groups"][it[0]["path"]] for it in train])
+    n_splits = min(max(2, int(round(1.0 / settings.val_fraction))), len(set(g.tolist())),
+                   max(Counter(y.tolist()).values(), default=0))
+    val = set()
+    if n_splits >= 2:
+        import warnings
+
+        with warnings.catch_warnings():  # "least populated class has only N members": fine for tiny subsets
+            warnings.simplefilter("ignore", UserWarning)
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=settings.seed)
+            _, val_idx = next(folds.split(np.zeros(len(y)), y, g))
+        val = set(val_idx.tolist())
+    for i, it in enumerate(train):
+        split_of[it[0]["path"]] = "val" if i in val else "train"
+    return split_of
+
+
+def _leakage_check(spec: DatasetSpec, kept, split_of, settings: PreprocessSettings) -> dict:
+    """Measured on the final splits: test images with a near-copy in train or validation, validation images with
+    one in train, patients in both train and validation. All zero unless the threshold is off."""
+    px, size = settings.image_size, settings.near_copy_thumbnail
+    thr = settings.near_copy_threshold if settings.near_copy_threshold is not None else 0.0
+    part = {s: [it for it in kept if split_of[it[0]["path"]] == s] for s in SPLITS}
+    d_test, _, _ = dedup.nearest(_stack(part["test"], px), _stack(part["train"] + part["val"], px), size)
+    d_val, _, _ = dedup.nearest(_stack(part["val"], px), _stack(part["train"], px), size)
+    pid = {s: {patient_id(spec, it[0]["path"]) for it in part[s]} - {None} for s in ("train", "val")}
+    return {
+        "test_images_with_a_copy_in_train_or_val": int((d_test <= thr).sum()),
+        "val_images_with_a_copy_in_train": int((d_val <= thr).sum()),
+        "patients_in_train_and_val": len(pid["train"] & pid["val"]),
+        "min_distance_test_to_train_or_val": round(float(d_test.min()), 4) if len(d_test) and np.isfinite(d_test.min()) else None,
+    }
+
+
 def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
                settings: PreprocessSettings, threads: int = 1):
-    """Return ``(arrays, manifest_rows, report)`` for one dataset; pure apart from reading input."""
+    """Decode, resize, remove leakage and split one dataset; pure apart from reading input.
+
+    Returns a :class:`Preprocessed`: the arrays, the local split manifest (record id -> source file), the data
+    report (counts only: no file name or patient id, it goes to ``results/``), the dropped files with the
+    reason (local), and sample pairs of a test image beside its dropped training copy (for the figure).
+    """
     rows = _subset(read_raw_manifest(raw_manifest, spec), settings.max_per_class, settings.seed)
     wanted = {r["path"]: r for r in rows}
     blobs: dict[str, bytes] = {}
@@ -162,41 +342,9 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
     for path in corrupt:
         log.warning("skipped corrupt image %s (on_corrupt=skip)", path)
 
-    test_hashes = {d for r, d, _, _ in decoded if r["split"] == "test"}
-    kept, dup_of_test, dup_within_train = [], [], []
-    seen_train: set[str] = set()
-    test_dups_within = Counter(d for r, d, _, _ in decoded if r["split"] == "test")
-    for item in decoded:
-        r, d = item[0], item[1]
-        if r["split"] == "train":
-            if d in test_hashes:
-                dup_of_test.append(r["path"])
-                continue
-            if d in seen_train:
-                dup_within_train.append(r["path"])
-                continue
-            seen_train.add(d)
-        kept.append(item)
-
-    # Stratified validation split from train, seeded.
+    kept, dropped, leak = _drop_leakage(spec, decoded, settings)
+    split_of = _validation_split(kept, settings, leak)
     rng = np.random.default_rng(settings.seed)
-    split_of = {}
-    train_items = [it for it in kept if it[0]["split"] == "train"]
-    by_class: dict[int, list] = {}
-    for it in train_items:
-        by_class.setdefault(it[0]["label"], []).append(it[0]["path"])
-    for label, paths in sorted(by_class.items()):
-        order = rng.permutation(len(paths))
-        n_val = int(round(settings.val_fraction * len(paths)))
-        if len(paths) >= 2:
-            n_val = min(max(n_val, 1), len(paths) - 1)
-        else:
-            n_val = 0
-        for rank, i in enumerate(order):
-            split_of[paths[i]] = "val" if rank < n_val else "train"
-    for it in kept:
-        if it[0]["split"] == "test":
-            split_of[it[0]["path"]] = "test"
 
     # Opaque ids in a seeded random order (ids and positions do not reveal the class).
     order = rng.permutation(len(kept))
@@ -219,26 +367,26 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
         "dataset": spec.name,
         "title": spec.title,
         "classes": list(spec.classes),
-        "settings": {
-            "image_size": settings.image_size, "aspect": settings.aspect, "resample": settings.resample,
-            "val_fraction": settings.val_fraction, "seed": settings.seed, "on_corrupt": settings.on_corrupt,
-            "max_per_class": settings.max_per_class,
-        },
+        "settings": dataclasses.asdict(settings),
         "source_images": len(rows),
         "counts": counts,
         "total": n,
         "dropped": {
-            "train_duplicates_of_test": len(dup_of_test),
-            "train_duplicates_within_train": len(dup_within_train),
+            "train_copies_of_test": sum(d["reason"] == "copy_of_test" for d in dropped),
+            "train_duplicates_within_train": sum(d["reason"] == "duplicate_within_train" for d in dropped),
             "corrupt_skipped": len(corrupt),
         },
-        "test_duplicates_kept": int(sum(c - 1 for c in test_dups_within.values() if c > 1)),
-        "corrupt_files": corrupt,
-        "dropped_files": {"duplicates_of_test": dup_of_test, "duplicates_within_train": dup_within_train},
+        "test_duplicates_kept": int(sum(c - 1 for c in Counter(
+            d for r, d, _, _ in decoded if r["split"] == "test").values() if c > 1)),
+        "near_copies": leak["report"],
+        "patients": leak["patients"],
     }
+    report["near_copies"]["check"] = _leakage_check(spec, kept, split_of, settings)
     arrays = {"images": images, "labels": labels, "ids": ids, "splits": splits,
               "classes": np.array(spec.classes)}
-    return arrays, manifest, report
+    dropped += [{"source_path": p, "class_name": "", "reason": "corrupt", "kind": "", "copy_of": "",
+                 "distance": "", "transform": ""} for p in corrupt]
+    return Preprocessed(arrays, manifest, report, dropped, leak["samples"])
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -252,11 +400,24 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def run_preprocess(spec: DatasetSpec, raw_tar, raw_manifest, out_npz, out_manifest, out_report,
-                   settings: PreprocessSettings, threads: int = 1) -> dict:
-    arrays, manifest, report = preprocess(spec, raw_tar, raw_manifest, settings, threads)
+                   settings: PreprocessSettings, threads: int = 1, out_dropped=None, out_pairs_figure=None,
+                   out_distance_figure=None) -> dict:
+    """Preprocess one dataset and write its outputs (each atomically): arrays, local manifests, the data report
+    and, when asked, the figures of sample near-copy pairs and of the distance distribution."""
     import pandas as pd
 
-    save_arrays(out_npz, arrays)
-    write_csv(out_manifest, pd.DataFrame(manifest))
-    write_json(out_report, report)
-    return report
+    result = preprocess(spec, raw_tar, raw_manifest, settings, threads)
+    save_arrays(out_npz, result.arrays)
+    write_csv(out_manifest, pd.DataFrame(result.manifest))
+    if out_dropped:
+        columns = ["source_path", "class_name", "reason", "kind", "copy_of", "distance", "transform"]
+        write_csv(out_dropped, pd.DataFrame(result.dropped, columns=columns))
+    if out_pairs_figure or out_distance_figure:
+        from .figures import near_copy_distances, near_copy_pairs
+
+        if out_pairs_figure:
+            near_copy_pairs(result.samples, spec.title, out_pairs_figure)
+        if out_distance_figure:
+            near_copy_distances(result.report["near_copies"], spec.title, out_distance_figure)
+    write_json(out_report, result.report)
+    return result.report

@@ -30,6 +30,8 @@ class DatasetSpec:
     mirror_tar: str  # tar file inside mirror_dir
     upstream: dict[str, UpstreamSource] = field(default_factory=dict)
     citation: str = ""
+    # Regular expression on the file name whose first group is the patient id (None: the names carry none).
+    patient_pattern: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -58,6 +60,8 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
         },
         citation="Kermany et al., Cell 172(5):1122-1131, 2018, doi:10.1016/j.cell.2018.02.010",
+        # person12_bacteria_3.jpeg, IM-0115-0001.jpeg, NORMAL2-IM-0135-0001.jpeg
+        patient_pattern=r"^(person\d+|NORMAL\d+-IM-\d+|IM-\d+)[-_]",
     ),
     "brain_mri": DatasetSpec(
         name="brain_mri",

@@ -140,3 +140,40 @@ def timing_breakdown(metrics: list[dict], suptitle: str, path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(suptitle, fontsize=9)
     _save(fig, path)
+
+
+def near_copy_pairs(samples: list[dict], suptitle: str, path) -> None:
+    """Test image beside the training image dropped as its copy, a few per kind (exact, near, flipped/rotated)."""
+    plt = _pyplot()
+    n = max(len(samples), 1)
+    fig, axes = plt.subplots(n, 2, figsize=(3.4, 1.8 * n), squeeze=False)
+    if not samples:
+        axes[0][0].text(0.5, 0.5, "no training image is a copy of a test image", ha="center", va="center", fontsize=8)
+    for row, s in zip(axes, samples):
+        row[0].imshow(s["test"], cmap="gray", vmin=0, vmax=255)
+        row[1].imshow(s["copy"], cmap="gray", vmin=0, vmax=255)
+        row[0].set_title(f"test ({s['class_name']})", fontsize=7)
+        row[1].set_title(f"dropped: {s['kind']}, {s['transform']}\ndistance {s['distance']:.3f}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{suptitle}\ntest image | dropped training copy", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def near_copy_distances(near: dict, suptitle: str, path) -> None:
+    """Histogram of each training image's distance to its nearest test image (any flip or rotation), log
+    counts, with the threshold: copies pile up near 0, distinct images from about 0.1 upwards."""
+    plt = _pyplot()
+    hist = near["distance_histogram"]
+    edges = np.asarray(hist["edges"])
+    counts = np.asarray(hist["train_to_nearest_test"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(edges[:-1], np.maximum(counts, 0.8), width=np.diff(edges), align="edge", color="tab:blue", log=True)
+    if near.get("threshold") is not None:
+        ax.axvline(near["threshold"], color="tab:red", ls="--", label=f"threshold {near['threshold']}")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("distance to nearest test image (RMS of normalised thumbnails; 1.0 = anything beyond)", fontsize=7)
+    ax.set_ylabel("training images (log)", fontsize=8)
+    ax.set_title(suptitle, fontsize=9)
+    _save(fig, path)

@@ -82,9 +82,12 @@ def preprocess_stage(smk) -> None:
     spec = get_dataset(smk.wildcards.dataset)
     settings = PreprocessSettings(**dict(smk.params.settings))
     report = run_preprocess(spec, smk.input.tar, smk.input.manifest, smk.output.npz, smk.output.manifest,
-                            smk.output.report, settings, threads=_threads(smk))
+                            smk.output.report, settings, threads=_threads(smk), out_dropped=smk.output.dropped,
+                            out_pairs_figure=smk.output.pairs, out_distance_figure=smk.output.distances)
     log.info("dataset %s: %s", spec.name, {s: report["counts"][s]["total"] for s in report["counts"]})
     log.info("dropped: %s", report["dropped"])
+    log.info("near copies: %s; leakage check on the final splits: %s",
+             report["near_copies"]["train_copies_of_test_dropped"], report["near_copies"]["check"])
 
 
 def encrypt_stage(smk) -> None:

@@ -5,9 +5,20 @@ rule preprocess:
     output:
         npz="data/preprocessed/{dataset}/images.npz",
         manifest="data/preprocessed/{dataset}/split_manifest.csv",
+        dropped="data/preprocessed/{dataset}/dropped.csv",
         report=report(
             "results/{dataset}/data_report.json",
             caption="../report/data_report.rst",
+            category="Data",
+        ),
+        pairs=report(
+            "results/{dataset}/figures/near_copies.png",
+            caption="../report/near_copies.rst",
+            category="Data",
+        ),
+        distances=report(
+            "results/{dataset}/figures/near_copy_distances.png",
+            caption="../report/near_copy_distances.rst",
             category="Data",
         ),
     params:
