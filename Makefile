@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint pull clean-results
+.PHONY: setup run test test-fast lint pull docs rulegraph clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,20 @@ run: setup
 pull: setup
 	$(VENV)/bin/python -m cryptomed pull
 
+# Everything, as CI runs it; the 15 slowest tests are listed at the end.
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest --durations=15
+
+# Unit tests only (no end-to-end run, nothing marked slow): about a minute.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not e2e and not slow" --durations=5
+
+# After a pipeline run: the result blocks of README.md and docs/*.md from results/, and the workflow diagram.
+docs: setup rulegraph
+	$(VENV)/bin/python -m cryptomed docs
+
+rulegraph: setup
+	$(VENV)/bin/snakemake --rulegraph --quiet all | dot -Tsvg > docs/rulegraph.svg.tmp && mv docs/rulegraph.svg.tmp docs/rulegraph.svg
 
 lint: setup
 	$(VENV)/bin/snakemake --lint

@@ -12,6 +12,21 @@ sys.path.insert(0, str(REPO / "src"))
 SHARED_DATA = Path(os.environ.get("CRYPTOMED_TEST_MIRROR", REPO.parent / "shared" / "data"))
 
 
+# Unit tests over ~10 s on the 2-core CI machine, left out of `make test-fast` (marked here so that the test
+# files stay as their owners wrote them; `make test` runs them).
+SLOW = {
+    "tests/test_backends.py::test_train_save_load_on_backend",
+    "tests/test_baselines.py::test_ckks_refuses_to_start_after_tensorflow",
+    "tests/test_parallel.py::test_crypto_benchmark_runs_and_prints_every_row",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("[")[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _no_key_in_env(monkeypatch):
     """Tests choose their key explicitly; a developer's $CRYPTOMED_KEY must not leak in."""
@@ -41,12 +56,19 @@ def random_image(rng, h=20, w=24) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):
-    """The workflow run once on config/test.yaml (real images, small subset) in a temporary copy."""
-    from workflow_helpers import copy_workflow, snakemake
+    """The workflow run once on config/test.yaml (real images, small subset), shared by every end-to-end test.
+
+    The run happens as a new user's would: in a git + DVC project made from the working tree
+    (workflow_helpers.make_project: config.yaml is config.yaml + config/test.yaml; DVC remote in ``remote``),
+    with plain `snakemake`. Tests that change files restore them; tests that need to change the project for good
+    (the DVC tests: `dvc commit`, experiments) work on a copy (workflow_helpers.copy_run).
+    """
+    from workflow_helpers import make_project, snakemake
 
     if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
         pytest.skip(f"real data mirror not found at {SHARED_DATA}")
-    wd = copy_workflow(tmp_path_factory.mktemp("e2e") / "wf")
+    root = tmp_path_factory.mktemp("e2e")
+    wd = make_project(root / "project", root / "remote")
     proc = snakemake(wd, mirror=SHARED_DATA)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd, proc

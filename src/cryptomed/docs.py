@@ -7,7 +7,8 @@ A generated block is delimited by two HTML comments (invisible on GitHub)::
     <!-- END generated: headline:chest_xray -->
 
 The name says what goes in the block (``GENERATORS``: ``headline:<dataset>``, ``comparison:<dataset>``,
-``data:<dataset>``, ``findings:<dataset>``, ``aes-timing``, ``pipeline-time``, ``security``); the block's text is
+``data:<dataset>``, ``findings:<dataset>``, ``aes-timing``, ``pipeline-time``, ``security``,
+``security-table:<dataset>``); the block's text is
 rebuilt from ``results/`` each time.
 
     python -m cryptomed docs            rewrite every block in README.md and docs/*.md from results/
@@ -346,6 +347,37 @@ def security(res: Results, _arg=None) -> str:
     return re.sub(r"^# ", "#### ", text, flags=re.M).rstrip("\n") + "\n"
 
 
+SECURITY_MODES = ("Plain image", "ECB", "GCM, fresh nonce (cryptomed)", "GCM, reused nonce")
+
+
+def security_table(res: Results, ds: str | None) -> str:
+    """Means over the security_analysis sample of one dataset, the modes that tell the story, with pass rates."""
+    frame = res.csv("security/summary.csv")
+    ds = ds or "chest_xray"
+    sub = frame[frame["dataset"] == ds].set_index("mode")
+    if sub.empty:
+        raise DocsError(f"results/security/summary.csv has no rows for {ds!r}")
+
+    def num(x, digits):
+        if _missing(x):
+            return "–"
+        text = f"{float(x):.{digits}f}"
+        return text.lstrip("-") if float(text) == 0 else text.replace("-", "−")
+
+    rows = []
+    for mode in [m for m in SECURITY_MODES if m in sub.index]:
+        r = sub.loc[mode]
+        rows.append([mode, num(r["entropy"], 3), num(r["horizontal"], 3), num(r["vertical"], 3),
+                     f"{100 * r['repeated_blocks']:.1f}%", num(r["npcr"], 3), num(r["uaci"], 3),
+                     "–" if _missing(r["npcr_pass_rate"]) else f"{100 * r['npcr_pass_rate']:.0f}% / "
+                                                           f"{100 * r['uaci_pass_rate']:.0f}%"])
+    n = int(sub["images"].max())
+    lines = [f"Means over {n} test images of {ds} (`results/security/summary.csv`):", ""]
+    lines += _table(["mode", "entropy (bits)", "corr. horizontal", "corr. vertical", "repeated 16-byte blocks",
+                     "NPCR %", "UACI %", "NPCR / UACI pass"], rows, "|---|---:|---:|---:|---:|---:|---:|---:|")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
     "headline": headline,
     "comparison": comparison,
@@ -354,6 +386,7 @@ GENERATORS = {
     "aes-timing": aes_timing,
     "pipeline-time": pipeline_time,
     "security": security,
+    "security-table": security_table,
 }
 
 

@@ -1,0 +1,131 @@
+"""README.md and docs/*.md carry the numbers of results/ (generated blocks, `python -m cryptomed docs`), nothing
+typed by hand, and README stays short."""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+from cryptomed import docs
+
+
+def test_readme_and_docs_match_the_results_files():
+    out = io.StringIO()
+    rc = docs.run(REPO, check=True, out=out)
+    assert rc == 0, "README/docs differ from results/ — run `python -m cryptomed docs`:\n" + out.getvalue()[-6000:]
+
+
+def test_every_page_has_its_generated_blocks():
+    readme = (REPO / "README.md").read_text()
+    for ds in ("chest_xray", "brain_mri"):
+        assert f"<!-- BEGIN generated: headline:{ds} -->" in readme
+        assert f"<!-- BEGIN generated: comparison:{ds} -->" in (REPO / "docs/results.md").read_text()
+    assert "<!-- BEGIN generated: aes-timing -->" in (REPO / "docs/performance.md").read_text()
+
+
+def test_readme_is_short():
+    assert len((REPO / "README.md").read_bytes()) <= 12 * 1024
+    assert "make test" in (REPO / "README.md").read_text()  # .ci/run runs README's test command
+
+
+def test_committed_rulegraph_shows_every_rule():
+    """docs/rulegraph.svg (`make rulegraph`) names exactly the workflow's rules."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rules = set(re.findall(r'label = "(\w+)"', proc.stdout))
+    svg = (REPO / "docs/rulegraph.svg").read_text()
+    shown = set(re.findall(r"<title>\s*\d+\s*</title>.*?>(\w+)</text>", svg, re.S)) or set(
+        re.findall(r">(\w+)</text>", svg))
+    assert rules and shown == rules, f"run `make rulegraph`: {sorted(rules ^ shown)}"
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A copy of the checkout's results of one dataset (the files the generators read) in a temporary project."""
+    root = tmp_path / "proj"
+    ds = root / "results/chest_xray"
+    for rel in ("comparison.csv", "comparison.md", "data_report.json", "paired_tests.json", "timing", "training",
+                "metrics"):
+        src = REPO / "results/chest_xray" / rel
+        ds.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, ds / rel)
+    (root / "workflow/resources").mkdir(parents=True)
+    shutil.copy2(REPO / docs.PAPER_FILE, root / docs.PAPER_FILE)
+    return root
+
+
+def page(root, *names, extra=""):
+    text = "# page\n\n" + "".join(f"<!-- BEGIN generated: {n} -->\n<!-- END generated: {n} -->\n\n" for n in names)
+    path = root / "page.md"
+    path.write_text(text + extra)
+    return path
+
+
+def test_a_changed_result_makes_the_check_fail_until_regenerated(results):
+    doc = page(results, "headline:chest_xray", "findings:chest_xray", "comparison:chest_xray", "aes-timing")
+    assert docs.run(results, documents=[doc], out=io.StringIO()) == 0
+    written = doc.read_text()
+    assert "0.817 [0.787, 0.846]" in written and "3.18e-03" in written and "Paper's claim" in written
+    assert docs.run(results, documents=[doc], check=True, out=io.StringIO()) == 0
+
+    frame = pd.read_csv(results / "results/chest_xray/comparison.csv")
+    frame.loc[frame["method_key"] == "aes_cnn", "Processing time (s)"] = 0.0041
+    frame.to_csv(results / "results/chest_xray/comparison.csv", index=False)
+    out = io.StringIO()
+    assert docs.run(results, documents=[doc], check=True, out=out) == 1
+    assert "-| **AES-256-GCM + deep CNN (proposed)** | 0.817" in out.getvalue() and "4.10e-03" in out.getvalue()
+    assert doc.read_text() == written  # --check writes nothing
+    assert docs.run(results, documents=[doc], out=io.StringIO()) == 0
+    assert "4.10e-03" in doc.read_text() and docs.run(results, documents=[doc], check=True, out=io.StringIO()) == 0
+
+
+def test_a_number_typed_outside_a_block_fails_the_check(results):
+    doc = page(results, "aes-timing", extra="The paper claims 0.965; we measured 0.817 and 3.18e-03 s.\n")
+    docs.run(results, documents=[doc], out=io.StringIO())
+    out = io.StringIO()
+    assert docs.run(results, documents=[doc], check=True, out=out) == 1
+    text = out.getvalue()
+    assert re.search(r"page.md:\d+: 0.817 typed outside", text) and "3.18e-03 typed outside" in text
+    assert "0.965" not in text  # the paper's number (workflow/resources/paper_reported.yaml) may be quoted
+
+
+def test_every_removal_count_of_the_data_report_is_shown(results):
+    path = results / "results/chest_xray/data_report.json"
+    report = json.loads(path.read_text())
+    report["dropped"]["near_duplicates"] = {"of_test": 17, "within_train": 4}
+    report["near_duplicate_groups"] = 9
+    path.write_text(json.dumps(report))
+    text = docs.generate("data:chest_xray", docs.Results(results / "results", results))
+    assert "near duplicates / of test: 17" in text and "near duplicates / within train: 4" in text
+    assert "near duplicate groups: 9" in text and "train duplicates within train: 26" in text
+
+
+@pytest.mark.parametrize("text,message", [
+    ("<!-- BEGIN generated: nonsense -->\n<!-- END generated: nonsense -->\n", "unknown generated block"),
+    ("<!-- BEGIN generated: aes-timing -->\nno end\n", "has no END marker"),
+    ("<!-- END generated: aes-timing -->\n", "without its BEGIN"),
+    ("<!-- BEGIN generated: headline:mnist -->\n<!-- END generated: headline:mnist -->\n", "is missing"),
+])
+def test_bad_blocks_are_reported(results, text, message):
+    doc = results / "bad.md"
+    doc.write_text(text)
+    with pytest.raises(docs.DocsError, match=message):
+        docs.run(results, documents=[doc], out=io.StringIO())
+
+
+def test_cli_check(results):
+    doc = page(results, "aes-timing")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "cryptomed", "docs", *a, "--root", str(results), str(doc)],
+                                    capture_output=True, text=True, cwd=results,
+                                    env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert run("--check").returncode == 1
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
