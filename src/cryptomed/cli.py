@@ -2,6 +2,8 @@
 
     cryptomed keygen .secrets/new.key                      new random AES-256 KEK file (0600), prints its key id
     cryptomed inspect data/encrypted/*.cmed                public header facts as JSON (no key needed)
+    cryptomed verify data/encrypted/*.cmed                 decrypt and verify every record; compare with dvc.lock's
+                                                           md5 and the decrypt rule's record when present
     cryptomed rotate data/encrypted/*.cmed --old-key-file .secrets/cryptomed.key --new-key-file .secrets/new.key
     cryptomed rotate data/encrypted/*.cmed --old-key-file OLD --new-passphrase-env MY_PASSPHRASE
 
@@ -12,6 +14,8 @@
 ``rotate`` re-wraps each container's data key under the new KEK; image records are not
 re-encrypted (copied byte for byte) and the file's modification time is kept, so
 Snakemake does not rerun anything.  Key bytes and passphrases are never printed.
+Every CryptoError (and a missing or unreadable file) is one line on stderr and exit
+status 1, never a traceback; text from a container is escaped before it is printed.
 """
 
 from __future__ import annotations
@@ -21,18 +25,118 @@ import json
 import os
 import sys
 
-from .crypto import CryptoError, Passphrase, RawKey, generate_key_file, inspect, key_id, read_key_file, rotate
+from .crypto import (
+    CryptoError,
+    Passphrase,
+    RawKey,
+    generate_key_file,
+    inspect,
+    key_id,
+    printable,
+    read_key_file,
+    rotate,
+)
+
+DEFAULT_KEY_FILE = ".secrets/cryptomed.key"  # crypto.key_file of the default configuration
 
 
 def _kek(args, which: str):
-    key_file, env = getattr(args, f"{which}_key_file"), getattr(args, f"{which}_passphrase_env")
+    prefix = f"{which}_" if which else ""
+    flag = f"--{which}-" if which else "--"
+    key_file, env = getattr(args, f"{prefix}key_file"), getattr(args, f"{prefix}passphrase_env")
     if bool(key_file) == bool(env):
-        raise SystemExit(f"cryptomed rotate: give exactly one of --{which}-key-file or --{which}-passphrase-env")
+        raise SystemExit(f"cryptomed {args.command}: give exactly one of {flag}key-file or {flag}passphrase-env")
     if key_file:
         return RawKey(read_key_file(key_file), description=key_file)
     if not os.environ.get(env):
-        raise SystemExit(f"cryptomed rotate: environment variable {env} is not set")
+        raise SystemExit(f"cryptomed {args.command}: environment variable {env} is not set")
     return Passphrase(os.environ[env], description=f"${env}")
+
+
+def _configured_key_file() -> str:
+    """crypto.key_file of params.yaml (config.yaml) in the current directory, else the default path."""
+    for name in ("params.yaml", "config.yaml"):
+        if os.path.isfile(name):
+            try:
+                import yaml
+
+                value = (yaml.safe_load(open(name)) or {}).get("crypto", {}).get("key_file")
+            except Exception:  # noqa: BLE001 - an unreadable config: fall back to the default path
+                value = None
+            if isinstance(value, str) and value:
+                return value
+    return DEFAULT_KEY_FILE
+
+
+def dvc_locked_md5(lock_path: str, container: str) -> str | None:
+    """The md5 that ``dvc.lock`` records for ``container`` (a path relative to the lock file's directory), if any."""
+    import yaml
+
+    lock = yaml.safe_load(open(lock_path)) or {}
+    base = os.path.dirname(os.path.abspath(lock_path))
+    target = os.path.relpath(os.path.abspath(container), base)
+    for stage in (lock.get("stages") or {}).values():
+        for out in (stage or {}).get("outs") or []:
+            if isinstance(out, dict) and os.path.normpath(str(out.get("path"))) == target:
+                return out.get("md5")
+    return None
+
+
+def _file_md5(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(args) -> int:
+    """Decrypt and verify every record of each container; compare with dvc.lock and the decrypt rule's record."""
+    from .crypto import load_kek, verify_container
+
+    if args.key_file or args.passphrase_env:
+        kek = _kek(args, "")
+    else:
+        kek = load_kek(_configured_key_file())
+    lock = args.dvc_lock if args.dvc_lock else ("dvc.lock" if os.path.isfile("dvc.lock") else None)
+    failed = 0
+    for path in args.containers:
+        result = verify_container(path, kek, workers=args.workers)
+        n = len(result.pop("ids"))
+        result.pop("splits"), result.pop("seconds")
+        lines = [f"{path}: all {n} records verified ({', '.join(f'{printable(k)} {v}' for k, v in result['split_counts'].items())}); "
+                 f"file id {result['file_id']}, content sha256 {result['content_sha256']}"]
+        if lock:
+            locked = dvc_locked_md5(lock, path)
+            if locked is None:
+                lines.append(f"  {lock}: no entry for {path} (not compared)")
+            elif locked != (md5 := _file_md5(path)):
+                failed += 1
+                lines.append(f"  MISMATCH: md5 {md5} but {lock} records {printable(locked)}: the container is not "
+                             "the one DVC recorded (edited, replaced or rolled back; or rotated without `dvc commit`)")
+            else:
+                lines.append(f"  md5 {locked} matches {lock}")
+        record = args.record or os.path.join("results", os.path.basename(str(path)).removesuffix(".cmed"),
+                                             "container_verified.json")
+        if os.path.isfile(record):
+            try:
+                expected = json.load(open(record))
+            except ValueError:
+                expected = {}
+            if not isinstance(expected, dict) or expected.get("content_sha256") != result["content_sha256"]:
+                failed += 1
+                lines.append(f"  MISMATCH: {record} (the decrypt rule's record) names another container or content")
+            else:
+                lines.append(f"  matches {record} (what the decrypt rule verified)")
+        elif args.record:
+            raise SystemExit(f"cryptomed verify: {args.record} not found")
+        print("\n".join(lines))
+    if failed:
+        print(f"cryptomed verify: {failed} mismatch(es)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _audit(args) -> int:
@@ -66,12 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path")
     p = sub.add_parser("inspect", help="print the public header of containers as JSON")
     p.add_argument("containers", nargs="+")
+    p = sub.add_parser("verify", help="decrypt and verify every record; compare with dvc.lock and the decrypt rule's record")
+    p.add_argument("containers", nargs="+")
+    p.add_argument("--key-file", help="KEK file (default: $CRYPTOMED_KEY, $CRYPTOMED_PASSPHRASE, then crypto.key_file "
+                   "of params.yaml)")
+    p.add_argument("--passphrase-env", metavar="VAR", help="name of an environment variable holding the passphrase")
+    p.add_argument("--dvc-lock", help="dvc.lock to compare md5s with (default: ./dvc.lock when present)")
+    p.add_argument("--record", help="the decrypt rule's container_verified.json (default: results/<name>/... when present)")
+    p.add_argument("--workers", type=int, default=1, help="processes decrypting (default 1)")
     p = sub.add_parser("rotate", help="re-wrap containers' data keys under a new key-encryption key")
     p.add_argument("containers", nargs="+")
     for which in ("old", "new"):
         p.add_argument(f"--{which}-key-file")
         p.add_argument(f"--{which}-passphrase-env", metavar="VAR", help="name of an environment variable holding the passphrase")
     p.add_argument("--touch", action="store_true", help="update modification times (default: keep them)")
+    p.add_argument("--verify-records", action="store_true",
+                   help="decrypt and verify every record before re-wrapping (the header is always verified)")
     p = sub.add_parser("audit-remote", help="scan a DVC remote for plaintext image windows and key material")
     p.add_argument("remote", help="the remote's directory")
     p.add_argument("--images", nargs="+", required=True, metavar="NPZ", help="preprocessed images.npz files")
@@ -85,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"cryptomed keygen: {args.path} exists; refusing to overwrite a key")
             print(f"created {args.path}, key id {key_id(generate_key_file(args.path)).hex()}")
         elif args.command == "inspect":
-            print(json.dumps([inspect(p) for p in args.containers], indent=2))
+            print(json.dumps([inspect(p) for p in args.containers], indent=2, allow_nan=False))
+        elif args.command == "verify":
+            return _verify(args)
         elif args.command == "audit-remote":
             return _audit(args)
         elif args.command == "pull":
@@ -101,9 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             old, new = _kek(args, "old"), _kek(args, "new")
             for path in args.containers:
-                old_id, new_id = rotate(path, old, new, keep_mtime=not args.touch)
-                print(f"{path}: data key re-wrapped, KEK id {old_id} -> {new_id}")
+                old_id, new_id = rotate(path, old, new, keep_mtime=not args.touch, verify_records=args.verify_records)
+                print(f"{path}: {'records verified, ' if args.verify_records else ''}data key re-wrapped, "
+                      f"KEK id {old_id} -> {new_id}")
     except CryptoError as exc:
         print(f"cryptomed {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a missing or unreadable file: one line, no traceback
+        print(f"cryptomed {args.command}: {type(exc).__name__}: {printable(str(exc), 300)}", file=sys.stderr)
         return 1
     return 0
