@@ -46,6 +46,7 @@ def test_keygen_inspect_rotate(tmp_path):
 def test_rotate_with_the_wrong_key_exits_non_zero_and_says_so(tmp_path):
     wrong = tmp_path / "wrong.key"
     wrong.write_text(bytes(range(2, 34)).hex())
+    wrong.chmod(0o600)
     a = write_container(tmp_path / "a.cmed")
     before = a.read_bytes()
     r = cli("rotate", a, "--old-key-file", wrong, "--new-key-file", wrong)
