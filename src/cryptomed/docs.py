@@ -198,7 +198,7 @@ def data_line(res: Results, ds: str) -> str:
     if "source_images" in report:
         text += f" of {fint(report['source_images'])} source images"
     if removed:
-        text += "; " + ", ".join(f"{_label(k)}: {fint(v)}" for k, v in removed)
+        text += "; counted by preprocess: " + ", ".join(f"{_label(k)}: {fint(v)}" for k, v in removed)
     return text + "."
 
 
