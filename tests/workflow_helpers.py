@@ -83,9 +83,15 @@ def directly_stale_rules(proc) -> set[str]:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    out = dict(base)
+    """``override`` on top of ``base``, with keys in the order Snakemake's own merge gives them for
+    `--configfile override` (override's keys first, then base's others, at every level). Snakemake compares
+    `params:` by their text, so a run with `--configfile config/test.yaml` and one on the merged file alone see
+    the same params only if the order is the same."""
+    out = {}
     for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    for key, value in base.items():
+        out.setdefault(key, value)
     return out
 
 
