@@ -1,0 +1,112 @@
+"""Crash safety of the workflow (issue 15, point 6): `kill -9` of snakemake in the middle of training, then what
+Snakemake's messages tell a user to type (`--unlock`, rerun), ends with the same predictions as an uninterrupted
+run.  One dataset, a few real images, a small CNN: about a minute on 2 cores.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SHARED_DATA
+from workflow_helpers import copy_workflow, planned_jobs, snakemake, tool_env
+
+pytestmark = pytest.mark.e2e
+
+TARGET = "results/chest_xray/predictions/aes_cnn.csv"
+TRAIN_LOG = "logs/train/chest_xray_aes_cnn.log"
+TINY = {
+    "datasets": ["chest_xray"],
+    "preprocess": {"max_per_class": 8},
+    # enough epochs that training is still running when it is killed (early stopping off: patience = epochs)
+    "train": {"epochs": 40, "patience": 40, "model": {"filters": [8], "dense_units": 8, "augment": False}},
+    "security": {"enabled": False},
+}
+
+
+def _snakemake_cmd(*extra):
+    return [sys.executable, "-m", "snakemake", TARGET, "--cores", "2", *extra,
+            "--configfile", "config/test.yaml", "tiny.yaml"]
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _say(t0, what):
+    print(f"[{time.monotonic() - t0:6.1f} s] {what}")
+
+
+def test_kill_9_during_training_then_unlock_and_rerun_gives_the_same_predictions(tmp_path):
+    if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
+        pytest.skip(f"real data mirror not found at {SHARED_DATA} (set CRYPTOMED_TEST_MIRROR)")
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    configs = ("config/test.yaml", "tiny.yaml")
+    t0 = time.monotonic()
+    # everything up to the decrypt rule, uninterrupted
+    proc = snakemake(wd, "results/chest_xray/container_verified.json", configs=configs, mirror=SHARED_DATA)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    _say(t0, "up to decrypt done")
+    # start the run, kill -9 snakemake once training has started (the train job's log says so)
+    env = tool_env(SHARED_DATA)
+    with open(tmp_path / "killed.log", "w") as out:
+        victim = subprocess.Popen(_snakemake_cmd(), cwd=wd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        log = wd / TRAIN_LOG
+        _wait_for(lambda: log.is_file() and "training on" in log.read_text() or victim.poll() is not None, 300,
+                  "the train job to start training")
+        assert victim.poll() is None, "snakemake finished before it could be killed: make training longer"
+        time.sleep(1.0)  # inside model.fit
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        _say(t0, "snakemake killed during training")
+        # the job snakemake started is an orphan now (as after `kill -9 <snakemake>` in a shell); let it end
+        _wait_for(lambda: not _group_alive(victim.pid), 300, "the orphaned train job to end")
+    _say(t0, f"orphaned job ended; model written by it: {(wd / 'results/chest_xray/models/aes_cnn.keras').exists()}")
+    assert not (wd / TARGET).exists()
+
+    # a rerun is refused while the lock is held; the message says to --unlock
+    proc = snakemake(wd, TARGET, configs=configs, mirror=SHARED_DATA)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "--unlock" in text, text[-3000:]
+    proc = snakemake(wd, TARGET, configs=configs, extra=["--unlock"], mirror=SHARED_DATA)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = snakemake(wd, TARGET, configs=configs, mirror=SHARED_DATA)
+    text = proc.stdout + proc.stderr
+    _say(t0, f"unlocked and rerun: exit {proc.returncode}")
+    if proc.returncode != 0 and "--rerun-incomplete" in text:  # what the message tells the user to type
+        _say(t0, "the message says --rerun-incomplete")
+        proc = snakemake(wd, TARGET, configs=configs, extra=["--rerun-incomplete"], mirror=SHARED_DATA)
+        text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    _say(t0, f"jobs of the rerun: {dict(planned_jobs(proc))}")
+    # the train job whose end snakemake never saw is redone, not taken from the interrupted run
+    assert planned_jobs(proc)["train"] == 1 and planned_jobs(proc)["evaluate"] == 1
+    after_crash = (wd / TARGET).read_text()
+
+    # the uninterrupted run: train and evaluate again from the same verified container
+    proc = snakemake(wd, TARGET, configs=configs, extra=["--forcerun", "train"], mirror=SHARED_DATA)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    uninterrupted = (wd / TARGET).read_text()
+    _say(t0, "uninterrupted rerun of train and evaluate done")
+    assert len(after_crash.splitlines()) > 8  # a header and the test images
+    assert after_crash == uninterrupted
