@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from conftest import SHARED_DATA
 from workflow_helpers import copy_workflow, planned_jobs, snakemake, tool_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # runs Snakemake four times: about a minute or more
 
 TARGET = "results/chest_xray/predictions/aes_cnn.csv"
 TRAIN_LOG = "logs/train/chest_xray_aes_cnn.log"
