@@ -1,6 +1,7 @@
 """Crash safety of the workflow (issue 15, point 6): `kill -9` of snakemake in the middle of training, then what
 Snakemake's messages tell a user to type (`--unlock`, rerun), ends with the same predictions as an uninterrupted
-run.  One dataset, a few real images, a small CNN: about a minute on 2 cores.
+run.  One dataset, a few real images, a small CNN: about a minute on 2 cores.  Then, on the same run, an in-place
+edit of the container that Snakemake cannot see stops the next stage that decrypts it (issue 15, point 2).
 """
 
 import os
@@ -53,10 +54,15 @@ def _say(t0, what):
     print(f"[{time.monotonic() - t0:6.1f} s] {what}")
 
 
-def test_kill_9_during_training_then_unlock_and_rerun_gives_the_same_predictions(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_workflow(tmp_path_factory):
     if not (SHARED_DATA / "chest_xray_pneumonia" / "manifest.csv").is_file():
         pytest.skip(f"real data mirror not found at {SHARED_DATA} (set CRYPTOMED_TEST_MIRROR)")
-    wd = copy_workflow(tmp_path / "wf")
+    return copy_workflow(tmp_path_factory.mktemp("crash") / "wf")
+
+
+def test_kill_9_during_training_then_unlock_and_rerun_gives_the_same_predictions(tiny_workflow, tmp_path):
+    wd = tiny_workflow
     (wd / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     configs = ("config/test.yaml", "tiny.yaml")
     t0 = time.monotonic()
@@ -109,3 +115,26 @@ def test_kill_9_during_training_then_unlock_and_rerun_gives_the_same_predictions
     _say(t0, "uninterrupted rerun of train and evaluate done")
     assert len(after_crash.splitlines()) > 8  # a header and the test images
     assert after_crash == uninterrupted
+
+
+def test_an_edit_invisible_to_snakemake_stops_evaluate(tiny_workflow):
+    """A container edited in place after the decrypt rule ran, size and modification time kept: Snakemake sees
+    nothing to do, and a stage that decrypts it again (here evaluate, forced) stops with ContainerMismatchError."""
+    from crypto_helpers import layout
+
+    wd, configs = tiny_workflow, ("config/test.yaml", "tiny.yaml")
+    if not (wd / TARGET).is_file():
+        pytest.skip("needs the run of the test above")
+    container = wd / "data/encrypted/chest_xray.cmed"
+    st = container.stat()
+    data = bytearray(container.read_bytes())
+    data[layout(container)[2][0]["tag"]] ^= 1  # record 0 (a train, val or test record: caught either way)
+    container.write_bytes(bytes(data))
+    os.utime(container, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proc = snakemake(wd, TARGET, configs=configs, extra=["-n"], mirror=SHARED_DATA)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    proc = snakemake(wd, TARGET, configs=configs, extra=["--forcerun", "evaluate"], mirror=SHARED_DATA)
+    assert proc.returncode != 0
+    log = (wd / "logs/evaluate/chest_xray_aes_cnn.log").read_text()
+    assert "ContainerMismatchError" in log and "modified since the decrypt rule verified it" in log
+    assert not (wd / TARGET).exists()  # Snakemake removed the failed job's outputs
