@@ -44,3 +44,38 @@ def test_unknown_backend_is_rejected(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     with pytest.raises(ValueError, match="backend"):
         configure_backend("theano")
+
+
+def test_cosine_recipe_with_label_smoothing_ema_strong_augmentation_and_strided_stem_learns(tmp_path):
+    from cryptomed.models import build_cnn, predict_proba, train, train_config
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 240)
+    x = rng.normal(60, 20, (240, 16, 16, 1)).astype("float32")
+    x[y == 1, 4:12, 4:12] += 120
+    params = {"epochs": 8, "batch_size": 32, "learning_rate": 3e-3, "patience": 2, "class_weight": "balanced",
+              "seed": 1, "backend": "tensorflow", "schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
+              "weight_decay": 1e-4, "label_smoothing": 0.1, "ema": 0.9,
+              "model": {"filters": [8, 16], "convs_per_block": 1, "dense_units": 16, "dropout": 0.1,
+                        "block_dropout": 0.0, "augment": "strong", "bn_momentum": 0.9, "stem_stride": 2}}
+    cfg = train_config(params)
+    assert cfg.schedule == "cosine" and cfg.model.stem_stride == 2 and cfg.model.filters == (8, 16)
+    model, history, info = train(x[:200], y[:200], x[200:], y[200:], 2, cfg, verbose=0)
+    assert info["epochs_run"] == 8 == info["best_epoch"]  # a fixed schedule: no early stop, final weights
+    probs, _ = predict_proba(model, x[200:])
+    assert (probs.argmax(1) == y[200:]).mean() > 0.8
+    kinds = {type(layer).__name__ for layer in build_cnn((16, 16, 1), 2, cfg.model).layers}
+    assert {"RandomRotation", "RandomContrast", "RandomBrightness"} <= kinds
+    strided = build_cnn((16, 16, 1), 2, cfg.model).get_layer("block1_conv1")
+    assert strided.strides == (2, 2)
+
+
+@pytest.mark.parametrize("bad,match", [({"schedule": "step"}, "schedule"), ({"optimizer": "sgd"}, "optimizer")])
+def test_unknown_schedule_or_optimizer_is_rejected(bad, match):
+    from cryptomed.models import train
+
+    cfg = TrainConfig(epochs=1, model=CNNConfig(filters=(4,), convs_per_block=1, dense_units=4, augment=False))
+    cfg = TrainConfig(**{**cfg.__dict__, **bad})
+    x = np.zeros((8, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match=match):
+        train(x, np.array([0, 1] * 4), x, np.array([0, 1] * 4), 2, cfg, verbose=0)

@@ -47,3 +47,23 @@ def test_paired_tests_match_by_id_not_row_order():
     (_, pa), (_, pb) = run("aes_cnn", "P", 1), run("x", "X", 1)
     shuffled = pb.sample(frac=1, random_state=0)
     assert paired_tests({"aes_cnn": pa, "x": shuffled})["x"]["identical_predictions"]
+
+
+def test_lossless_proof_compares_every_array_the_models_use():
+    import numpy as np
+
+    from cryptomed.pipeline import lossless_proof
+
+    rng = np.random.default_rng(0)
+    plain = {"images": rng.integers(0, 256, (5, 4, 4), dtype=np.uint8), "labels": np.arange(5, dtype=np.int64),
+             "ids": np.array([f"{i:06d}" for i in range(5)]), "splits": np.array(["train"] * 3 + ["test"] * 2)}
+    order = np.array([3, 0, 4, 1, 2])  # the container may hold the records in another order
+    dec = {k: (np.array(v[order].tolist()) if k == "ids" else v[order]) for k, v in plain.items()}
+    proof = lossless_proof(plain, dec)
+    assert proof["identical"] and proof["records"] == 5
+    dec["images"] = dec["images"].copy()
+    dec["images"][0, 0, 0] ^= 1  # one bit of one pixel
+    proof = lossless_proof(plain, dec)
+    assert not proof["identical"]
+    assert proof["digests"]["images"]["preprocessed"] != proof["digests"]["images"]["decrypted"]
+    assert proof["digests"]["labels"]["preprocessed"] == proof["digests"]["labels"]["decrypted"]

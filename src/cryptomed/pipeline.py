@@ -120,9 +120,44 @@ def decrypt_stage(smk) -> None:
     seconds = result.pop("seconds")
     _write_timing(smk.output.timing, result.pop("ids"), result.pop("splits"), seconds)
     write_json(smk.output.verified, {"container": str(smk.input.container), **result})
+    if "lossless" in smk.output.keys():
+        from .crypto import decrypt_to_arrays
+        from .data import load_arrays
+
+        decrypted, _ = decrypt_to_arrays(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
+        proof = lossless_proof(load_arrays(smk.input.plaintext), decrypted)
+        write_json(smk.output.lossless, proof)
+        log.info("decrypted arrays equal the preprocessed plaintext: %s", proof["identical"])
+        if not proof["identical"]:
+            from . import CryptomedError
+
+            raise CryptomedError(f"{smk.input.container}: decrypted arrays differ from {smk.input.plaintext}: "
+                                 f"{proof['digests']}")
     log.info("decrypted and verified %d records (%s engine, %d processes): %.1f us per image (median); content "
              "sha256 %s", len(seconds), smk.params.engine, _threads(smk),
              1e6 * float(np.median(seconds)) if len(seconds) else 0, result["content_sha256"])
+
+
+def lossless_proof(plaintext: dict, decrypted: dict) -> dict:
+    """SHA-256 of each array the models use (images, labels, ids, splits; in record-id order), from the preprocessed
+    plaintext and from the decrypted container, and whether all are identical."""
+    import hashlib
+
+    def digests(arrays):
+        order = np.argsort(arrays["ids"], kind="stable")
+        out = {}
+        for key in ("images", "labels", "ids", "splits"):
+            a = np.ascontiguousarray(arrays[key][order])
+            if a.dtype.kind == "U":  # strings: their UTF-8 bytes, one per line (whatever the array's width)
+                data, kind = "\n".join(a.tolist()).encode(), "str"
+            else:
+                data, kind = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(), a.dtype.str
+            out[key] = hashlib.sha256(f"{a.shape}|{kind}|".encode() + data).hexdigest()
+        return out
+
+    plain, dec = digests(plaintext), digests(decrypted)
+    return {"identical": plain == dec, "records": int(len(decrypted["ids"])),
+            "digests": {k: {"preprocessed": plain[k], "decrypted": dec[k]} for k in plain}}
 
 
 def _verified_record(smk) -> dict | None:
@@ -160,15 +195,11 @@ def train_stage(smk) -> None:
 
     backend = configure_backend(params.get("backend"), _threads(smk))
     from .files import write_csv, write_json
-    from .models import CNNConfig, TrainConfig, as_model_input, save_model, train
+    from .models import as_model_input, save_model, train, train_config
 
     import pandas as pd
 
-    cfg = TrainConfig(
-        epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-        patience=params["patience"], class_weight=None if params["class_weight"] == "none" else params["class_weight"],
-        seed=params["seed"], model=CNNConfig(**{**params["model"], "filters": tuple(params["model"]["filters"])}),
-    )
+    cfg = train_config(params)
     tr, va = arrays["splits"] == "train", arrays["splits"] == "val"
     n_classes = len(arrays["classes"])
     log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
@@ -345,6 +376,8 @@ def _method_results(smk):
 
 
 def compare_stage(smk) -> None:
+    import json
+
     import yaml
 
     from .files import write_csv, write_json, write_text
@@ -354,7 +387,9 @@ def compare_stage(smk) -> None:
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
     frame = comparison_frame(metrics, paper, predictions, not_run=dict(getattr(smk.params, "not_run", None) or {}))
     write_csv(smk.output.csv, frame)
-    write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name)))
+    lossless = json.loads(Path(smk.input.lossless).read_text()) if "lossless" in smk.input.keys() else None
+    write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name),
+                                                  lossless))
     write_json(smk.output.tests, paired_tests(predictions))
     comparison_figure(frame, title, paper, smk.output.figure)
     log.info("comparison table for %s:\n%s", spec.name,

@@ -117,7 +117,8 @@ def comparison_frame(metrics: list[dict], paper: dict, predictions: dict[str, pd
     return pd.DataFrame(rows)
 
 
-def comparison_markdown(frame: pd.DataFrame, dataset_title: str, paper: dict, references: list[dict] | None = None) -> str:
+def comparison_markdown(frame: pd.DataFrame, dataset_title: str, paper: dict, references: list[dict] | None = None,
+                        lossless: dict | None = None) -> str:
     head = ["Method"]
     for c in METRICS:
         head.append(TITLES[c])
@@ -155,6 +156,11 @@ def comparison_markdown(frame: pd.DataFrame, dataset_title: str, paper: dict, re
         f"Paper columns: {paper.get('source', 'the paper')}; — means the paper reports no such value "
         "(or it is not in our record of the paper).",
     ]
+    if lossless is not None:
+        verdict = "equal" if lossless["identical"] else "DIFFER FROM"
+        lines += ["", f"AES-GCM round trip: the {lossless['records']} decrypted records {verdict} the preprocessed "
+                      "plaintext arrays bit for bit (SHA-256 of images, labels, ids and splits, `lossless.json`), so "
+                      "a model sees the same inputs with or without AES."]
     aes = paper.get("aes_time_per_image_s") or {}
     if aes:
         lines += ["", f"Paper's AES time per image: encrypt {_fmt_time(aes.get('encrypt'))} s, "

@@ -3,6 +3,7 @@ rule compare_baselines:
         metrics=expand("results/{{dataset}}/metrics/{method}.json", method=METHODS),
         predictions=expand("results/{{dataset}}/predictions/{method}.csv", method=METHODS),
         paper="workflow/resources/paper_reported.yaml",
+        lossless="results/{dataset}/lossless.json",
     params:
         not_run=NOT_RUN,  # rows for baselines that could not run (e.g. VGG16 without ImageNet weights), with why
     output:

@@ -1,0 +1,135 @@
+"""Recipe search for the deep CNN on the validation split only (the test split is never loaded).
+
+Each candidate is the default ``train`` section of params.yaml with a few keys overridden; it is trained on the
+training split and scored on the (leak-free, patient-grouped) validation split. Results go, one row per run, to
+``OUT/tuning.csv`` (config, validation accuracy / balanced accuracy / ROC-AUC / loss, seconds, device), so the
+choice can be audited in ``docs/tuning.md``.
+
+    python benchmarks/tune_cnn.py --data chest_xray=tv/chest_xray.npz brain_mri=tv/brain_mri.npz --out OUT
+
+``--export`` writes the train/validation part of preprocessed ``images.npz`` files (no test records) for a
+machine that should not hold the test split:
+
+    python benchmarks/tune_cnn.py --export data/preprocessed/chest_xray/images.npz tv/chest_xray.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+STRONG = {"schedule": "cosine", "warmup_epochs": 2, "optimizer": "adamw", "weight_decay": 1e-4,
+          "model.augment": "strong"}
+CANDIDATES = {
+    "A_current": {},
+    "B_cosine_strong_30": {**STRONG, "epochs": 30},
+    "C_B_ls_ema": {**STRONG, "epochs": 30, "label_smoothing": 0.1, "ema": 0.99},
+    "D_C_stride2": {**STRONG, "epochs": 30, "label_smoothing": 0.1, "ema": 0.99, "model.stem_stride": 2},
+    "E_C_45ep": {**STRONG, "epochs": 45, "label_smoothing": 0.1, "ema": 0.99},
+    "F_C_basic_aug": {**STRONG, "epochs": 30, "label_smoothing": 0.1, "ema": 0.99, "model.augment": "basic"},
+    "G_C_no_ema": {**STRONG, "epochs": 30, "label_smoothing": 0.1},
+}
+
+
+def export(src: str, dst: str) -> None:
+    with np.load(src, allow_pickle=False) as npz:
+        keep = npz["splits"] != "test"
+        np.savez_compressed(dst, images=npz["images"][keep], labels=npz["labels"][keep], splits=npz["splits"][keep],
+                            classes=npz["classes"])
+
+
+def apply(base: dict, override: dict) -> dict:
+    cfg = json.loads(json.dumps(base))
+    for key, value in override.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def score(y, probs) -> dict:
+    from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+
+    pred = probs.argmax(1)
+    auc = roc_auc_score(y, probs[:, 1]) if probs.shape[1] == 2 else roc_auc_score(y, probs, multi_class="ovr")
+    return {"val_accuracy": float((pred == y).mean()), "val_balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "val_roc_auc": float(auc), "val_loss": float(log_loss(y, np.clip(probs, 1e-7, 1), labels=range(probs.shape[1])))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--export", nargs=2, metavar=("IMAGES_NPZ", "OUT_NPZ"))
+    ap.add_argument("--data", nargs="+", metavar="DATASET=NPZ")
+    ap.add_argument("--out", default="results/tuning")
+    ap.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
+    ap.add_argument("--seeds", nargs="*", type=int, default=[42])
+    ap.add_argument("--limit", type=int, default=None, help="first N records only (smoke tests)")
+    ap.add_argument("--epochs", type=int, default=None, help="override every candidate's epochs (smoke tests)")
+    ap.add_argument("--budget-s", type=float, default=480, help="stop starting new runs after this many seconds")
+    args = ap.parse_args()
+    if args.export:
+        export(*args.export)
+        return
+    import yaml
+
+    from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
+
+    base = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    backend = configure_backend(base.get("backend"))
+    import keras
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = os.environ.get("TUNE_DEVICE") or platform.processor() or platform.machine()
+    rows, histories, t_start = [], {}, time.perf_counter()
+    data = {}
+    for item in args.data:
+        dataset, path = item.split("=", 1)
+        with np.load(path, allow_pickle=False) as npz:
+            data[dataset] = {k: npz[k][: args.limit] if npz[k].ndim and k != "classes" else npz[k] for k in npz.files}
+        assert "test" not in set(data[dataset]["splits"].tolist()), "the tuning data must not hold test records"
+    for seed in args.seeds:  # every candidate once before any is repeated
+        for dataset, d in data.items():
+            tr, va = d["splits"] == "train", d["splits"] == "val"
+            n_classes = len(d["classes"])
+            for name in args.candidates:
+                if time.perf_counter() - t_start > args.budget_s:
+                    print(f"budget reached: skipping {dataset} {name} seed {seed}", flush=True)
+                    continue
+                params = apply({**base, "seed": seed}, CANDIDATES[name])
+                if args.epochs:
+                    params["epochs"] = args.epochs
+                cfg = train_config(params)
+                model, history, info = train(as_model_input(d["images"][tr]), d["labels"][tr],
+                                             as_model_input(d["images"][va]), d["labels"][va], n_classes, cfg,
+                                             verbose=0)
+                probs, _ = predict_proba(model, as_model_input(d["images"][va]))
+                row = {"dataset": dataset, "candidate": name, "seed": seed, **score(d["labels"][va], probs),
+                       "epochs_run": info["epochs_run"], "train_seconds": round(info["train_seconds"], 1),
+                       "images_per_second": round(info["train_images_per_second"] or 0),
+                       "parameters": info["parameters"], "backend": backend, "keras": keras.__version__,
+                       "device": device, "override": json.dumps(CANDIDATES[name], sort_keys=True)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                import pandas as pd
+
+                pd.DataFrame(rows).to_csv(out / "tuning.csv", index=False)
+                histories[f"{dataset}/{name}/{seed}"] = history
+                (out / "histories.json").write_text(json.dumps(histories))
+                keras.backend.clear_session()
+
+
+if __name__ == "__main__":
+    main()
