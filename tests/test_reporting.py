@@ -67,3 +67,12 @@ def test_lossless_proof_compares_every_array_the_models_use():
     assert not proof["identical"]
     assert proof["digests"]["images"]["preprocessed"] != proof["digests"]["images"]["decrypted"]
     assert proof["digests"]["labels"]["preprocessed"] == proof["digests"]["labels"]["decrypted"]
+
+
+def test_provenance_names_cpu_flags_versions_backend_and_threads():
+    from cryptomed.provenance import provenance
+
+    p = provenance(2, "tensorflow")
+    assert p["threads"] == 2 and p["backend"] == "tensorflow"
+    assert p["versions"]["numpy"] and p["versions"]["keras"] and p["cpu"]["machine"]
+    assert isinstance(p["cpu"]["flags"], list)

@@ -205,6 +205,9 @@ def train_stage(smk) -> None:
     log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
     model, history, info = train(as_model_input(arrays["images"][tr]), arrays["labels"][tr],
                                  as_model_input(arrays["images"][va]), arrays["labels"][va], n_classes, cfg)
+    from .provenance import provenance
+
+    info["provenance"] = provenance(_threads(smk), backend)
     info.update({"dataset": smk.wildcards.dataset, "method": smk.wildcards.method, "threads": _threads(smk),
                  # reading the training images: decrypt-and-verify in memory (aes_cnn) or loading the npz
                  "data_source": "container (decrypted in memory)" if "container" in smk.input.keys() else "plaintext npz",
@@ -272,6 +275,9 @@ def write_results(smk, spec, method: str, y, probs, ids, timing: dict, timing_no
     result["timing_per_image_s"] = timing
     result["timing_note"] = timing_note
     result.update(extra)
+    from .provenance import provenance
+
+    result["provenance"] = provenance(_threads(smk), result.get("backend"))
     write_json(smk.output.metrics, result)
     write_csv(smk.output.csv, pd.DataFrame(metrics_table(result)))
     pred = pd.DataFrame(probs, columns=[f"p_{c}" for c in spec.classes])
