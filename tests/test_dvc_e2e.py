@@ -182,19 +182,19 @@ def test_a_fresh_clone_is_up_to_date_after_cryptomed_pull(project, tmp_path):
 
 def test_exp_run_set_param_then_metrics_and_plots_diff(project, tmp_path):
     proj, _, env, _ = project
-    # one dataset's comparison as the target keeps the test short; the whole pipeline is `dvc exp run -S ...`
-    proc = sh(proj, DVC, "exp", "run", "-S", "train.epochs=1", "compare_baselines@chest_xray", env=env, timeout=1200)
+    # the proposed method on one dataset as the target keeps the test short (a target runs what it needs and no
+    # more); the whole pipeline is `dvc exp run -S ...`
+    proc = sh(proj, DVC, "exp", "run", "-S", "train.epochs=1", "evaluate_aes_cnn@chest_xray", env=env, timeout=1200)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_aes_cnn@chest_xray", "train_plain_cnn@chest_xray", "train_shallow_cnn@chest_xray",
-                   "evaluate_aes_cnn@chest_xray", "evaluate_plain_cnn@chest_xray", "evaluate_shallow_cnn@chest_xray",
-                   "compare_baselines@chest_xray"}
+    assert ran == {"train_aes_cnn@chest_xray", "evaluate_aes_cnn@chest_xray"}
     # -S edited params.yaml, which config.yaml (Snakemake's configfile) links to
     assert (proj / "config.yaml").is_symlink() and yaml.safe_load((proj / "config.yaml").read_text())["train"]["epochs"] == 1
     diff = json.loads(sh(proj, DVC, "metrics", "diff", "--all", "--json", env=env).stdout)
     entry = diff["results/chest_xray/metrics/aes_cnn.json"]["accuracy.value"]
     assert set(entry) >= {"old", "new"} and 0 <= entry["new"] <= 1
-    assert "results/chest_xray/metrics/aes_classical.json" not in json.loads(
-        sh(proj, DVC, "metrics", "diff", "--json", env=env).stdout)  # untouched by the experiment
+    changed = json.loads(sh(proj, DVC, "metrics", "diff", "--json", env=env).stdout)
+    assert "results/chest_xray/metrics/aes_cnn.json" in changed
+    assert "results/chest_xray/metrics/plain_cnn.json" not in changed  # untouched by the experiment
     sh(proj, DVC, "plots", "diff", "HEAD", "-o", tmp_path / "plots", env=env)
     html = (tmp_path / "plots/index.html").read_text()
     assert "aes_cnn_history.csv" in html and "workspace" in html and "HEAD" in html
