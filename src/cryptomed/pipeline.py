@@ -392,7 +392,8 @@ def compare_stage(smk) -> None:
     spec, metrics, predictions, title = _method_results(smk)
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
     frame = comparison_frame(metrics, paper, predictions, not_run=dict(getattr(smk.params, "not_run", None) or {}))
-    write_csv(smk.output.csv, frame)
+    # the CSV (read by docs and scripts) keeps measured rows only; "not run" rows are for the table and its notes
+    write_csv(smk.output.csv, frame[frame["run"].astype(bool)].drop(columns="run"))
     lossless = json.loads(Path(smk.input.lossless).read_text()) if "lossless" in smk.input.keys() else None
     write_text(smk.output.md, comparison_markdown(frame, title, paper, (paper.get("references") or {}).get(spec.name),
                                                   lossless))
