@@ -100,12 +100,21 @@ def test_a_number_typed_outside_a_block_fails_the_check(results):
 def test_every_removal_count_of_the_data_report_is_shown(results):
     path = results / "results/chest_xray/data_report.json"
     report = json.loads(path.read_text())
-    report["dropped"]["near_duplicates"] = {"of_test": 17, "within_train": 4}
-    report["near_duplicate_groups"] = 9
+    report["dropped"]["near_copies_of_test"] = 17
+    report["near_copies"] = {"threshold": 0.1, "thumbnail": 16, "test_images_with_a_train_copy": 12,
+                             "train_copies_of_test_dropped": {"total": 17, "by_kind": {"exact": 5, "flipped": 12},
+                                                              "by_class": {"NORMAL": 9, "PNEUMONIA": 8}},
+                             "distance_histogram": {"edges": [0, 1], "train_to_nearest_test": [3]},
+                             "check": {"test_images_with_a_copy_in_train_or_val": 0, "patients_in_train_and_val": 0}}
+    report["patients"] = {"id_source": "upstream file name", "train_val_patients": 1234}
     path.write_text(json.dumps(report))
     text = docs.generate("data:chest_xray", docs.Results(results / "results", results))
-    assert "near duplicates / of test: 17" in text and "near duplicates / within train: 4" in text
-    assert "near duplicate groups: 9" in text and "train duplicates within train: 26" in text
+    for shown in ("near copies of test: 17", "train duplicates within train: 26", "test duplicates kept: 6",
+                  "near copies / test images with a train copy: 12", "near copies / train copies of test dropped: 17",
+                  "near copies / train copies of test dropped / flipped: 12",
+                  "near copies / check / patients in train and val: 0", "patients / train val patients: 1,234"):
+        assert shown in text, shown
+    assert "thumbnail" not in text and "NORMAL" not in text and "histogram" not in text
 
 
 @pytest.mark.parametrize("text,message", [

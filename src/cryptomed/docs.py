@@ -178,22 +178,44 @@ def _label(key: str) -> str:
     return key.replace("_", " ")
 
 
+def _summary_counts(node: dict, prefix: str) -> list[tuple[str, int]]:
+    """The counts a reader wants from a nested report section, whatever its keys: integers at its top level, the
+    ``total`` (and ``by_kind``) of a breakdown, and every integer of a small all-integer sub-dict (a check)."""
+    out = []
+    for key, value in node.items():
+        label = f"{prefix}{key}"
+        if isinstance(value, bool) or key in ("thumbnail", "seed"):
+            continue
+        if isinstance(value, int):
+            out.append((label, value))
+        elif isinstance(value, dict):
+            if isinstance(value.get("total"), int) and not isinstance(value.get("total"), bool):
+                out.append((label, value["total"]))
+                by_kind = value.get("by_kind")
+                if isinstance(by_kind, dict):
+                    out += [(f"{label} / {k}", v) for k, v in by_kind.items()
+                            if isinstance(v, int) and not isinstance(v, bool)]
+            elif value and len(value) <= 8 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                   for v in value.values()):
+                out += [(f"{label} / {k}", v) for k, v in value.items()]
+    return out
+
+
 def data_line(res: Results, ds: str) -> str:
-    """Images kept per split and every removal count the data report holds (whatever its keys are)."""
+    """Images kept per split and the counts the data report holds on what was removed or grouped: every integer
+    under ``dropped``, and the summary counts of any duplicate / near-copy / patient / group section."""
     report = res.json(f"{ds}/data_report.json")
     counts = report.get("counts", {})
     kept = " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
     removed = _counts(report.get("dropped"))
-    # near-duplicate / grouping reports may sit beside `dropped`: every integer under such keys is shown too
     for key, value in report.items():
-        if key in ("dropped", "counts", "settings") or not any(w in key for w in ("duplicate", "near", "group")):
+        if key in ("dropped", "counts", "settings") or not any(
+                w in key for w in ("duplicate", "near", "group", "patient")):
             continue
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             removed.append((key, value))
         elif isinstance(value, dict):
-            removed += _counts(value, key + " / ")
+            removed += _summary_counts(value, key + " / ")
     text = f"Images kept (`results/{ds}/data_report.json`): {kept}"
     if "source_images" in report:
         text += f" of {fint(report['source_images'])} source images"
