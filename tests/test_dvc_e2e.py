@@ -194,7 +194,7 @@ def test_exp_run_set_param_then_metrics_and_plots_diff(project, tmp_path):
     assert set(entry) >= {"old", "new"} and 0 <= entry["new"] <= 1
     changed = json.loads(sh(proj, DVC, "metrics", "diff", "--json", env=env).stdout)
     assert "results/chest_xray/metrics/aes_cnn.json" in changed
-    assert "results/chest_xray/metrics/plain_cnn.json" not in changed  # untouched by the experiment
+    assert "results/chest_xray/metrics/shallow_cnn.json" not in changed  # not a dependency of the target: not rerun
     sh(proj, DVC, "plots", "diff", "HEAD", "-o", tmp_path / "plots", env=env)
     html = (tmp_path / "plots/index.html").read_text()
     assert "aes_cnn_history.csv" in html and "workspace" in html and "HEAD" in html
