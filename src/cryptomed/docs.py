@@ -400,6 +400,56 @@ def security_table(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def leakage(res: Results, ds: str | None) -> str:
+    """What preprocess removed as copies of test images (by kind and class), the grouping of train/validation and
+    the leakage check measured on the final splits (``near_copies`` and ``patients`` in the data report)."""
+    if not ds:
+        raise DocsError("leakage needs a dataset: leakage:<dataset>")
+    report = res.json(f"{ds}/data_report.json")
+    near, patients = report.get("near_copies"), report.get("patients") or {}
+    if not near:
+        raise DocsError(f"results/{ds}/data_report.json has no near_copies section: rerun preprocess")
+    dropped = near["train_copies_of_test_dropped"]
+    classes = list(report["classes"])
+    rows = [[kind.replace("_", " "), *(fint(dropped["by_kind_and_class"][kind][c]) for c in classes),
+             fint(dropped["by_kind"][kind])] for kind in ("exact", "near", "flipped_or_rotated")]
+    rows.append(["**total**", *(fint(dropped["by_class"][c]) for c in classes), f"**{fint(dropped['total'])}**"])
+    check = near["check"]
+    lines = [f"Training images dropped as copies of a test image (`results/{ds}/data_report.json`, threshold "
+             f"{near['threshold']}, {near['thumbnail']}-px thumbnails):", ""]
+    lines += _table(["kind", *classes, "all"], rows, "|---|" + "---:|" * (len(classes) + 1))
+    lines += ["", f"- {fint(near['test_images_with_a_train_copy'])} of {fint(report['counts']['test']['total'])} test "
+                  f"images had at least one copy in the official training split; the test split is kept whole.",
+              f"- Inside train + validation, {fint(near['train_val_near_copy_pairs'])} near-copy pairs form "
+              f"{fint(near['train_val_near_copy_groups'])} groups ({fint(near['train_val_images_in_near_copy_groups'])} "
+              "images), each kept on one side of the validation split.",
+              f"- Kept although close: {fint(near['borderline_kept']['train_images'])} training images lie just above "
+              "the threshold (up to 1.5 times it) from their nearest test image.",
+              f"- Measured on the final splits: {fint(check['test_images_with_a_copy_in_train_or_val'])} test images "
+              f"with a copy in train or validation, {fint(check['val_images_with_a_copy_in_train'])} validation images "
+              f"with one in train, {fint(check['patients_in_train_and_val'])} patients in both train and validation."]
+    if patients.get("id_source"):
+        lines.append(f"- Patients (ids from the upstream file names, used inside preprocess only): "
+                     f"{fint(patients['train_val_patients'])} in train + validation; "
+                     f"{fint(patients['official_train_test_patients_shared'])} patient ids occur in both the "
+                     "official train and test splits (reported, not repaired: the official test split is kept).")
+    return "\n".join(lines) + "\n"
+
+
+def tuning(res: Results, arg: str | None) -> str:
+    """The recipe search record (``results/tuning/tuning.csv``): validation scores only, with cost and machine."""
+    frame = res.csv("tuning/tuning.csv")
+    rows = []
+    for _, r in frame.iterrows():
+        rows.append([r["dataset"], r["candidate"], str(int(r["seed"])), f3(r["val_accuracy"]),
+                     f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f3(r["val_loss"]), str(int(r["epochs_run"])),
+                     f"{float(r['train_seconds']):.0f}", fint(r["images_per_second"]), str(r["device"])])
+    lines = _table(["dataset", "candidate", "seed", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "epochs", "train s", "img/s", "machine"], rows,
+                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
     "headline": headline,
     "comparison": comparison,
@@ -409,6 +459,8 @@ GENERATORS = {
     "pipeline-time": pipeline_time,
     "security": security,
     "security-table": security_table,
+    "leakage": leakage,
+    "tuning": tuning,
 }
 
 
