@@ -219,6 +219,9 @@ def data_line(res: Results, ds: str) -> str:
     text = f"Images kept (`results/{ds}/data_report.json`): {kept}"
     if "source_images" in report:
         text += f" of {fint(report['source_images'])} source images"
+    size = (report.get("settings") or {}).get("image_size")
+    if size:
+        text += f", at {size}×{size} px"
     if removed:
         text += "; counted by preprocess: " + ", ".join(f"{_label(k)}: {fint(v)}" for k, v in removed)
     return text + "."
