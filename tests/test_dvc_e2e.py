@@ -12,6 +12,7 @@ tests/workflow_helpers.make_project). Tests run in file order; the last one chan
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def cached_outputs(proj: Path) -> list[Path]:
     with Repo(str(proj)) as repo:
         return sorted(proj / str(o.fs_path).removeprefix(str(proj) + "/") for stage in repo.index.stages
                       for o in stage.outs if o.use_cache)
+
+
+# Methods config/test.yaml turns on that dvc.yaml has no stages for: plain_cnn is off by default (lossless.json
+# shows that AES changes nothing) but the shared run trains it for test_workflow's identical-prediction check.
+NOT_IN_DVC = ("plain_cnn",)
+
+
+def jobs_with_stages(proc) -> Counter:
+    """Rule -> jobs a Snakemake dry run plans, less the jobs of methods that dvc.yaml has no stages for."""
+    jobs = planned_jobs(proc)
+    text = proc.stdout + proc.stderr
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", text, re.M):
+        wildcards = re.search(r"^    wildcards: (.*)$", m.group(2), re.M)
+        if wildcards and any(f"method={x}" in wildcards.group(1).split(", ") for x in NOT_IN_DVC):
+            jobs[m.group(1)] -= 1
+    return +jobs
 
 
 def rule_of(stage: str) -> str:
@@ -129,7 +146,7 @@ def test_a_config_change_is_stale_to_the_same_jobs_in_both_tools(project, sectio
             config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         direct, to_run = stale_stages(proj, env)
         proc = sh(proj, *SMK, "-n", env=env)
-        jobs = planned_jobs(proc)
+        jobs = jobs_with_stages(proc)
         jobs.pop("all", None)
         assert Counter(rule_of(s) for s in to_run) == jobs  # the same jobs, stage for job
         assert set(jobs) == expected
