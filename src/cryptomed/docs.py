@@ -273,6 +273,12 @@ def findings(res: Results, ds: str) -> str:
             same = (f"predictions differ; {fint(differ)} of {fint(plain['n_paired'])} test images are right for one "
                     f"method only (McNemar p = {fp(plain['p_value'])})")
         lines.append(f"- Encrypted (`aes_cnn`) against plaintext (`plain_cnn`) deep CNN: {same}.")
+    lossless_file = res.dir / ds / "lossless.json"
+    if lossless_file.is_file():
+        proof = res.json(f"{ds}/lossless.json")
+        verdict = "equal" if proof.get("identical") else "DIFFER FROM"
+        lines.append(f"- AES-GCM round trip (`lossless.json`): the {fint(proof['records'])} decrypted records {verdict} "
+                     "the preprocessed plaintext arrays bit for bit (SHA-256 of images, labels, ids and splits).")
     others = [(k, t) for k, t in tests.items() if k != "plain_cnn"]
     if others:
         parts = [f"{frame.loc[k, 'Method'] if k in frame.index else k}: {fp(t['p_value'])}" for k, t in others]
