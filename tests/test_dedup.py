@@ -133,3 +133,52 @@ def test_patient_ids_from_kermany_file_names():
     assert patient_id(CHEST, "x/NORMAL2-IM-0135-0001-0002.jpeg") == "NORMAL2-IM-0135"
     assert patient_id(CHEST, "x/unknown.jpeg") is None
     assert patient_id(get_dataset("brain_mri"), "Tr-gl_0001.jpg") is None
+
+
+def test_every_test_image_with_a_copy_is_counted_also_when_test_holds_copies_of_one_another(tmp_path):
+    rng = np.random.default_rng(3)
+    smooth = [np.asarray(Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).resize((32, 32)))
+              for _ in range(30)]
+    items = [("r/test/NORMAL/a.png", "test", "NORMAL", png_bytes(smooth[0])),
+             ("r/test/NORMAL/a_mirror.png", "test", "NORMAL", png_bytes(smooth[0][:, ::-1])),  # a copy inside test
+             ("r/test/PNEUMONIA/b.png", "test", "PNEUMONIA", png_bytes(smooth[1])),
+             ("r/train/NORMAL/copy.png", "train", "NORMAL", png_bytes(smooth[0]))]
+    items += [(f"r/train/{c}/{i}.png", "train", c, png_bytes(smooth[2 + i + 14 * k]))
+              for k, c in enumerate(CHEST.classes) for i in range(14)]
+    tar, manifest = make_raw(tmp_path, items)
+    report = preprocess(CHEST, tar, manifest, PreprocessSettings(image_size=32)).report
+    assert report["near_copies"]["test_images_with_a_train_copy"] == 2  # a and its mirror
+    assert report["near_copies"]["train_copies_of_test_dropped"]["total"] == 1
+    assert sum(report["near_copies"]["distance_histogram"]["test_to_nearest_train"]) == 3
+
+
+def test_exact_copies_are_checked_also_with_the_threshold_off(tmp_path, shared_data):
+    tests = real_images(shared_data, 3, split="test")
+    items = [(f"r/test/NORMAL/t{i}.png", "test", "NORMAL", png_bytes(p)) for i, p in enumerate(tests)]
+    items += [("r/test/PNEUMONIA/p.png", "test", "PNEUMONIA", png_bytes(real_images(shared_data, 1, "test", "PNEUMONIA")[0])),
+              ("r/train/NORMAL/mirror.png", "train", "NORMAL", png_bytes(tests[0][:, ::-1]))]
+    items += [(f"r/train/{c}/o{i}.png", "train", c, png_bytes(p)) for c in CHEST.classes
+              for i, p in enumerate(real_images(shared_data, 12, class_name=c))]
+    tar, manifest = make_raw(tmp_path, items)
+    check = preprocess(CHEST, tar, manifest, PreprocessSettings(image_size=32, near_copy_threshold=None)
+                       ).report["near_copies"]["check"]
+    assert check["criterion_distance"] == pytest.approx(1e-3)
+    assert check["test_images_with_a_copy_in_train_or_val"] == 1  # the mirrored copy stays with the threshold off
+
+
+def test_too_few_images_for_a_validation_split_is_a_clear_error(tmp_path):
+    from cryptomed import CryptomedError
+
+    rng = np.random.default_rng(4)
+    items = [(f"r/{s}/{c}/{i}.png", s, c, png_bytes(rng.integers(0, 256, (8, 8), dtype=np.uint8)))
+             for s in ("train", "test") for c in CHEST.classes for i in range(1)]
+    tar, manifest = make_raw(tmp_path, items)
+    with pytest.raises(CryptomedError, match="validation split"):
+        preprocess(CHEST, tar, manifest, PreprocessSettings(image_size=8))
+
+
+def test_empty_inputs_give_no_match():
+    d, r, t = dedup.nearest(np.zeros((0, 16, 16), np.uint8), np.zeros((3, 16, 16), np.uint8))
+    assert len(d) == 0
+    d, r, t = dedup.nearest(np.zeros((2, 16, 16), np.uint8), np.zeros((0, 16, 16), np.uint8))
+    assert np.isinf(d).all() and (r == -1).all()

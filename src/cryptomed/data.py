@@ -60,8 +60,8 @@ class PreprocessSettings:
     on_corrupt: str = "error"  # or "skip" (skipped images are counted in the report)
     max_per_class: int | None = None  # subset per (split, class), for tests and quick runs
     # A training image within this distance of a test image is the same picture (see cryptomed.dedup and
-    # docs/leakage.md: the value sits in the gap of the distance distribution on the real data). None: exact only.
-    near_copy_threshold: float | None = 0.10
+    # docs/leakage.md: chosen from the distance distribution on the real data). None: exact copies only.
+    near_copy_threshold: float | None = 0.15
     near_copy_thumbnail: int = 16  # side of the normalised thumbnails compared
     group_by_patient: bool = True  # validation split grouped by the patient id in upstream file names
 
@@ -151,6 +151,7 @@ class Preprocessed(NamedTuple):
 
 
 KINDS = ("exact", "near", "flipped_or_rotated")
+EXACT_DISTANCE = 1e-3  # identical pictures measure up to ~7e-4 (float32 rounding of the normalised thumbnails)
 SAMPLES_PER_KIND = 3
 
 
@@ -179,7 +180,6 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
 
     kept_train, dropped, candidates, seen = [], [], [], {}
     by_kind = {k: Counter() for k in KINDS}
-    copied_tests = set()
     for k, it in enumerate(train):
         row = it[0]
         exact = it[1] in test_hash
@@ -192,7 +192,6 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
             else:
                 kind, t_name = "flipped_or_rotated", dedup.TRANSFORMS[trans[k]]
             by_kind[kind][row["class_name"]] += 1
-            copied_tests.add(j)
             dropped.append({"source_path": row["path"], "class_name": row["class_name"], "reason": "copy_of_test",
                             "kind": kind, "copy_of": test[j][0]["path"], "distance": round(float(dist[k]), 4),
                             "transform": t_name})
@@ -228,27 +227,35 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
     sizes = Counter(near_groups.tolist())
 
     borderline = int(((dist > thr) & (dist <= 1.5 * thr)).sum()) if thr is not None else 0
-    finite = dist[np.isfinite(dist)]
+    # Per test image: the distance to its nearest official training image (the quantity the policy acts on per
+    # test image; counts every test image with a copy, also when the test split holds copies of one another).
+    d_test, _, _ = dedup.nearest(_stack(test, px), _stack(train, px), size)
+    train_hashes = {it[1] for it in train}
+    test_with_copy = sum(1 for j, it in enumerate(test)
+                         if it[1] in train_hashes or (thr is not None and d_test[j] <= thr))
     edges = np.round(np.arange(0.0, 1.02, 0.02), 2)
-    hist = np.histogram(np.minimum(finite, 1.0), bins=edges)[0]
+    hist = np.histogram(np.minimum(dist[np.isfinite(dist)], 1.0), bins=edges)[0]
+    hist_test = np.histogram(np.minimum(d_test[np.isfinite(d_test)], 1.0), bins=edges)[0]
     train_pids = {patient_id(spec, it[0]["path"]) for it in train} - {None}
     test_pids = {patient_id(spec, it[0]["path"]) for it in test} - {None}
     report = {
         "method": "normalised thumbnails, nearest neighbour over the 8 flips and rotations (cryptomed.dedup)",
         "threshold": thr,
         "thumbnail": size,
-        "test_images_with_a_train_copy": len(copied_tests),
+        "test_images_with_a_train_copy": test_with_copy,
         "train_copies_of_test_dropped": {
             "total": sum(sum(c.values()) for c in by_kind.values()),
             "by_kind": {k: sum(by_kind[k].values()) for k in KINDS},
             "by_class": {c: sum(by_kind[k][c] for k in KINDS) for c in spec.classes},
             "by_kind_and_class": {k: {c: by_kind[k][c] for c in spec.classes} for k in KINDS},
         },
-        "borderline_kept": {"range": [thr, 1.5 * thr] if thr is not None else None, "train_images": borderline},
+        "borderline_kept": {"range": [thr, round(1.5 * thr, 6)] if thr is not None else None,
+                            "train_images": borderline},
         "train_val_near_copy_pairs": n_near_pairs,
         "train_val_images_in_near_copy_groups": int(sum(n for n in sizes.values() if n > 1)),
         "train_val_near_copy_groups": int(sum(1 for n in sizes.values() if n > 1)),
-        "distance_histogram": {"edges": edges.tolist(), "train_to_nearest_test": hist.tolist()},
+        "distance_histogram": {"edges": edges.tolist(), "test_to_nearest_train": hist_test.tolist(),
+                               "train_to_nearest_test": hist.tolist()},
     }
     patients = {
         "id_source": "upstream file name" if spec.patient_pattern and settings.group_by_patient else None,
@@ -282,6 +289,12 @@ def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str
             folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=settings.seed)
             _, val_idx = next(folds.split(np.zeros(len(y)), y, g))
         val = set(val_idx.tolist())
+    if not train:
+        raise CryptomedError("preprocess: no training image is left after removing copies of test images "
+                             f"(near_copy_threshold={settings.near_copy_threshold}); lower the threshold")
+    if not val or len(val) == len(train):
+        raise CryptomedError(f"preprocess: cannot carve a validation split from {len(train)} training images in "
+                             f"{len(set(g.tolist()))} groups (val_fraction={settings.val_fraction}); use more images")
     for i, it in enumerate(train):
         split_of[it[0]["path"]] = "val" if i in val else "train"
     return split_of
@@ -289,18 +302,21 @@ def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str
 
 def _leakage_check(spec: DatasetSpec, kept, split_of, settings: PreprocessSettings) -> dict:
     """Measured on the final splits: test images with a near-copy in train or validation, validation images with
-    one in train, patients in both train and validation. All zero unless the threshold is off."""
+    one in train (both at the configured threshold, or at 0.001 -- an exact copy up to float rounding -- when the
+    threshold is off), patients in both train and validation, and the smallest test distance."""
     px, size = settings.image_size, settings.near_copy_thumbnail
-    thr = settings.near_copy_threshold if settings.near_copy_threshold is not None else 0.0
+    thr = settings.near_copy_threshold if settings.near_copy_threshold is not None else EXACT_DISTANCE
     part = {s: [it for it in kept if split_of[it[0]["path"]] == s] for s in SPLITS}
     d_test, _, _ = dedup.nearest(_stack(part["test"], px), _stack(part["train"] + part["val"], px), size)
     d_val, _, _ = dedup.nearest(_stack(part["val"], px), _stack(part["train"], px), size)
     pid = {s: {patient_id(spec, it[0]["path"]) for it in part[s]} - {None} for s in ("train", "val")}
+    finite = d_test[np.isfinite(d_test)]
     return {
+        "criterion_distance": thr,
         "test_images_with_a_copy_in_train_or_val": int((d_test <= thr).sum()),
         "val_images_with_a_copy_in_train": int((d_val <= thr).sum()),
         "patients_in_train_and_val": len(pid["train"] & pid["val"]),
-        "min_distance_test_to_train_or_val": round(float(d_test.min()), 4) if len(d_test) and np.isfinite(d_test.min()) else None,
+        "min_distance_test_to_train_or_val": round(float(finite.min()), 4) if len(finite) else None,
     }
 
 
@@ -370,6 +386,8 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
         "settings": dataclasses.asdict(settings),
         "source_images": len(rows),
         "counts": counts,
+        # StratifiedGroupKFold gives 1 / round(1 / val_fraction) of the groups, stratified: the share it reached
+        "val_fraction_achieved": round(counts["val"]["total"] / max(1, counts["train"]["total"] + counts["val"]["total"]), 4),
         "total": n,
         "dropped": {
             "train_copies_of_test": sum(d["reason"] == "copy_of_test" for d in dropped),

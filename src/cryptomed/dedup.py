@@ -55,7 +55,7 @@ def thumbnails(images: np.ndarray, size: int = 16) -> np.ndarray:
     else:
         for i, img in enumerate(images):
             out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BOX), dtype=np.float32)
-    flat = out.reshape(n, -1)
+    flat = out.reshape(n, size * size)
     flat -= flat.mean(axis=1, keepdims=True)
     std = flat.std(axis=1, keepdims=True)
     np.divide(flat, std, out=flat, where=std > 1e-6)
@@ -72,7 +72,7 @@ def nearest(queries: np.ndarray, refs: np.ndarray, size: int = 16, exclude_self:
     query is not compared with itself.
     """
     q = thumbnails(queries, size)
-    r = thumbnails(refs, size).reshape(len(refs), -1)
+    r = thumbnails(refs, size).reshape(len(refs), size * size)
     n, dim = len(q), size * size
     dist = np.full(n, np.inf, dtype=np.float64)
     ref_idx = np.full(n, -1, dtype=np.int64)

@@ -162,18 +162,23 @@ def near_copy_pairs(samples: list[dict], suptitle: str, path) -> None:
 
 
 def near_copy_distances(near: dict, suptitle: str, path) -> None:
-    """Histogram of each training image's distance to its nearest test image (any flip or rotation), log
-    counts, with the threshold: copies pile up near 0, distinct images from about 0.1 upwards."""
+    """Histograms of the distance (any flip or rotation) from each test image to its nearest training image, and
+    from each training image to its nearest test image, log counts, with the threshold."""
     plt = _pyplot()
     hist = near["distance_histogram"]
     edges = np.asarray(hist["edges"])
-    counts = np.asarray(hist["train_to_nearest_test"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(edges[:-1], np.maximum(counts, 0.8), width=np.diff(edges), align="edge", color="tab:blue", log=True)
-    if near.get("threshold") is not None:
-        ax.axvline(near["threshold"], color="tab:red", ls="--", label=f"threshold {near['threshold']}")
-        ax.legend(fontsize=7)
-    ax.set_xlabel("distance to nearest test image (RMS of normalised thumbnails; 1.0 = anything beyond)", fontsize=7)
-    ax.set_ylabel("training images (log)", fontsize=8)
-    ax.set_title(suptitle, fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharex=True)
+    for ax, key, who in zip(axes, ("test_to_nearest_train", "train_to_nearest_test"), ("test", "training")):
+        counts = np.asarray(hist.get(key, []))
+        if len(counts):
+            ax.bar(edges[:-1], np.maximum(counts, 0.8), width=np.diff(edges), align="edge", color="tab:blue", log=True)
+        if near.get("threshold") is not None:
+            ax.axvline(near["threshold"], color="tab:red", ls="--", label=f"threshold {near['threshold']}")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(f"distance from a {who} image to its nearest {'training' if who == 'test' else 'test'} image",
+                      fontsize=7)
+        ax.set_ylabel(f"{who} images (log)", fontsize=8)
+    fig.suptitle(f"{suptitle}: RMS difference of normalised thumbnails, any flip/rotation (1.0 = anything beyond)",
+                 fontsize=8)
+    fig.tight_layout()
     _save(fig, path)
