@@ -48,12 +48,14 @@ def test_every_artefact_is_written(run):
                          f"results/{ds}/training/{m}_training.json"]
             for rel in rels:
                 assert (wd / rel).is_file(), rel
-    # nothing decrypted is ever written: the only image arrays on disk are the preprocessed plaintext
+    # nothing decrypted is ever written: the only arrays on disk are the preprocessed plaintext and the frozen
+    # EfficientNet features computed from it (transfer_features reads the plaintext, as the other plaintext baselines)
     assert sorted(p.relative_to(wd).as_posix() for p in wd.rglob("*.npz")) == [
-        "data/preprocessed/brain_mri/images.npz", "data/preprocessed/chest_xray/images.npz"]
-    for rule in RULES:
-        assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
-        assert list((wd / "logs" / rule).glob("*.log")), rule
+        "data/preprocessed/brain_mri/images.npz", "data/preprocessed/chest_xray/images.npz",
+        "results/brain_mri/features/efficientnet_lite0.npz", "results/chest_xray/features/efficientnet_lite0.npz"]
+    for rule in RULES:  # one file per job in a folder per rule, or one file for a rule without wildcards
+        assert list((wd / "results/benchmarks" / rule).glob("*.tsv")) or (wd / f"results/benchmarks/{rule}.tsv").is_file(), rule
+        assert list((wd / "logs" / rule).glob("*.log")) or (wd / f"logs/{rule}.log").is_file(), rule
     for rel in ("per_image.csv", "summary.csv", "summary.md", "modes.png", "histograms.png"):
         assert (wd / "results/security" / rel).is_file(), rel
     assert (wd / "results/benchmarks/security_analysis.tsv").is_file() and (wd / "logs/security_analysis.log").is_file()
@@ -226,7 +228,8 @@ def test_config_change_reruns_only_what_it_affects(run, override, expected):
 
 @contextlib.contextmanager
 def preserved(*paths: Path):
-    """Restore these files (bytes and mtime) afterwards, so a test leaves the shared run up to date."""
+    """Restore these files (bytes, mode and mtime) afterwards, so a test leaves the shared run up to date (and the
+    key file 0600: a group-readable key file is refused)."""
     saved = {p: (p.read_bytes(), os.stat(p)) for p in paths}
     try:
         yield
@@ -234,6 +237,7 @@ def preserved(*paths: Path):
         for p, (data, st) in saved.items():
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
+            os.chmod(p, st.st_mode & 0o7777)
             os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
