@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -92,7 +91,11 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = os.environ.get("TUNE_DEVICE") or platform.processor() or platform.machine()
+    from cryptomed.provenance import cpu
+
+    info = cpu()
+    device = os.environ.get("TUNE_DEVICE") or (f"{info['logical_cpus']}-core {info.get('model_name') or info['machine']} "
+                                               f"CPU, {backend}")
     rows, histories, t_start = [], {}, time.perf_counter()
     data = {}
     for item in args.data:
