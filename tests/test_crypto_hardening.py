@@ -320,6 +320,7 @@ HOSTILE_PARAMS = {
     "n one": {"n": "1"}, "n 2^21": {"n": str(2**21)}, "r zero": {"r": "0"}, "r 17": {"r": "17"}, "p 5": {"p": "5"},
     "p negative": {"p": "-1"}, "issue: n 2^19 r 15 p 4": {"n": str(2**19), "r": "15", "p": "4"},
     "memory above 256 MiB": {"n": str(2**19), "r": "8"}, "work above 2^21": {"n": str(2**18), "r": "8", "p": "2"},
+    "RFC 7914: n >= 2^(16 r)": {"n": str(2**16), "r": "1"},
     "documented old maximum": {"n": str(2**20), "r": "16"}, "salt number": {"salt": "5"}, "salt short": {"salt": '"abcd"'},
     "salt not hex": {"salt": '"' + "zz" * 16 + '"'}, "kdf other": {"kdf": '"argon2"'}, "missing n": {"n": None},
     "extra key": {"q": "1"}, "deep": {"n": "[" * 1900 + "]" * 1900}, "not canonical": {"n": " 1024"},
@@ -397,7 +398,8 @@ def test_cli_errors_on_missing_files_are_one_line(tmp_path):
 
 
 def test_passphrase_costs_outside_the_bounds_are_refused_when_writing():
-    for cost in ({"n": 2**19, "r": 8}, {"n": 2**18, "r": 8, "p": 2}, {"n": 2**20, "r": 16}, {"n": 1000}):
+    for cost in ({"n": 2**19, "r": 8}, {"n": 2**18, "r": 8, "p": 2}, {"n": 2**20, "r": 16}, {"n": 1000},
+                 {"n": 2**16, "r": 1}, {"n": 2**20, "r": 1, "p": 2}):  # RFC 7914: n < 2^(16 r)
         with pytest.raises(InvalidKeyError, match="outside the bounds"):
             Passphrase("correct horse battery", **cost)
 
@@ -524,3 +526,16 @@ def test_every_error_is_a_crypto_error():
     for error in (ContainerFormatError, ContainerMismatchError, HeaderAuthenticationError, InvalidKeyError,
                   RecordAuthenticationError, WrongKeyError):
         assert issubclass(error, CryptoError)
+
+
+def test_unreadable_verification_record_or_an_absent_split_is_a_clear_error(tmp_path):
+    from cryptomed import CryptomedError
+
+    container = write_container(tmp_path / "d.cmed", records=make_records(n=10))
+    kf = key_file(tmp_path)
+    verified = _decrypt_rule(tmp_path, container, kf)
+    with pytest.raises(CryptomedError, match="no record of split"):
+        _evaluate_reads(container, kf, verified, splits=("holdout",))
+    verified.write_text("{not json")
+    with pytest.raises(ContainerMismatchError, match="unreadable"):
+        _evaluate_reads(container, kf, verified)

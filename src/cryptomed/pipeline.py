@@ -166,7 +166,16 @@ def _verified_record(smk) -> dict | None:
         return None
     import json
 
-    return json.loads(Path(smk.input.verified).read_text())
+    from .crypto import ContainerMismatchError
+
+    try:
+        record = json.loads(Path(smk.input.verified).read_text())
+    except (OSError, ValueError) as exc:
+        raise ContainerMismatchError(f"{smk.input.verified}: the decrypt rule's verification record is unreadable "
+                                     f"({type(exc).__name__}); rerun the decrypt rule") from exc
+    if not isinstance(record, dict):
+        raise ContainerMismatchError(f"{smk.input.verified}: not a verification record; rerun the decrypt rule")
+    return record
 
 
 def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
@@ -178,6 +187,13 @@ def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
 
         arrays, _ = decrypt_to_arrays(smk.input.container, load_kek(crypto["key_file"]), engine=crypto["engine"],
                                       workers=workers, splits=splits, expect=_verified_record(smk))
+        if splits is not None:
+            missing = sorted(set(splits) - set(arrays["splits"].tolist()))
+            if missing:
+                from . import CryptomedError
+
+                raise CryptomedError(f"{smk.input.container}: its authenticated header lists no record of split(s) "
+                                     f"{', '.join(missing)}")
         arrays["classes"] = np.array(get_dataset(smk.wildcards.dataset).classes)
         return arrays
     from .data import load_arrays

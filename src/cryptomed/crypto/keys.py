@@ -126,7 +126,7 @@ class Passphrase(KeyEncryptionKey):
 
 def scrypt_bounds_text() -> str:
     return (f"n a power of two, 2 <= n <= 2^20, 1 <= r <= {SCRYPT_MAX['r']}, 1 <= p <= {SCRYPT_MAX['p']}, "
-            f"128*n*r <= {SCRYPT_MAX_MEMORY >> 20} MiB, n*r*p <= 2^21")
+            f"128*n*r <= {SCRYPT_MAX_MEMORY >> 20} MiB, n*r*p <= 2^21, n < 2^(16*r)")
 
 
 def _is_int(v) -> bool:
@@ -147,7 +147,8 @@ def scrypt_params_problem(params) -> str | None:
     if not (_is_int(n) and _is_int(r) and _is_int(p)):
         return "n, r and p must be integers"
     if not (2 <= n <= SCRYPT_MAX["n"] and n & (n - 1) == 0 and 1 <= r <= SCRYPT_MAX["r"] and 1 <= p <= SCRYPT_MAX["p"]
-            and 128 * n * r <= SCRYPT_MAX_MEMORY and n * r * p <= SCRYPT_MAX_WORK):
+            and 128 * n * r <= SCRYPT_MAX_MEMORY and n * r * p <= SCRYPT_MAX_WORK
+            and n < 2 ** (16 * r)):  # RFC 7914: N < 2^(128 r / 8); OpenSSL refuses r = 1 with n >= 2^16
         return f"n={n}, r={r}, p={p} outside the bounds ({scrypt_bounds_text()})"
     return None
 
