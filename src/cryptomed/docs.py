@@ -459,6 +459,24 @@ def tuning(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds(res: Results, ds: str | None) -> str:
+    """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
+    if not ds:
+        raise DocsError("seeds needs a dataset: seeds:<dataset>")
+    frame = res.csv(f"seeds/{ds}.csv")
+    cols = [c for c in ("val_accuracy", "val_roc_auc", "test_accuracy", "test_roc_auc", "test_specificity")
+            if c in frame.columns]
+    titles = {c: c.replace("_", " ").replace("roc auc", "ROC-AUC") for c in cols}
+    rows = [[str(int(r["seed"])), *(f3(r[c]) for c in cols), str(int(r["epochs_run"])), str(int(r["best_epoch"]))]
+            for _, r in frame.iterrows()]
+    rows.append(["**mean ± sd**", *(f"{f3(frame[c].mean())} ± {f3(frame[c].std(ddof=1))}" for c in cols), "", ""])
+    lines = [f"{len(frame)} seeds of the default recipe on {ds}, {frame['machine'].iloc[0]}, backend "
+             f"{frame['backend'].iloc[0]} (`results/seeds/{ds}.csv`):", ""]
+    lines += _table(["seed", *(titles[c] for c in cols), "epochs", "best epoch"], rows,
+                    "|---|" + "---:|" * (len(cols) + 2))
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
     "headline": headline,
     "comparison": comparison,
@@ -470,6 +488,7 @@ GENERATORS = {
     "security-table": security_table,
     "leakage": leakage,
     "tuning": tuning,
+    "seeds": seeds,
 }
 
 
