@@ -93,3 +93,12 @@ def test_efficientnet_features_of_grayscale_images(tmp_path):
     assert f.shape == (10, 1280) and f.dtype == np.float32 and seconds > 0 and (f >= 0).all() and f.std() > 0
     again, _ = efficientnet_features(str(weights), imgs[3:5], 64, batch_size=4)  # chunking does not change a row
     assert np.allclose(again, f[3:5], atol=1e-4)
+    # features from more than the last layer: pooled stage outputs, concatenated in the order asked for
+    taps = ("stage3", "head", "stage7")
+    multi, _ = efficientnet_features(str(weights), imgs[:4], 64, batch_size=4, taps=taps)
+    assert multi.shape == (4, E.tap_width(taps)) == (4, 40 + 1280 + 320)
+    assert np.allclose(multi[:, 40:1320], f[:4], atol=1e-4)
+    stage7, _ = efficientnet_features(str(weights), imgs[:4], 64, batch_size=4, taps=("stage7",))
+    assert np.allclose(multi[:, 1320:], stage7, atol=1e-4) and stage7.std() > 0
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 feature tap 'stage9'"):
+        efficientnet_features(str(weights), imgs[:1], 64, taps=("stage9",))

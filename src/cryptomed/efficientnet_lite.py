@@ -366,12 +366,44 @@ def convert(out: str | Path, source: str | Path | None = None, sha256: str | Non
     return info
 
 
-def load_model(weights: str | Path, image_size: int = IMAGE_SIZE, include_top: bool = True):
-    """The full model with converted weights; ``include_top=False``: a pooled-features model sharing them."""
+def stage_ends() -> dict[str, int]:
+    """Feature taps: ``stageK`` -> index of the last MBConv block of stage K (1-7, the reference's stages)."""
+    ends, last = {}, -1
+    for k, (repeats, *_rest) in enumerate(BLOCKS, start=1):
+        last += repeats
+        ends[f"stage{k}"] = last
+    return ends
+
+
+def load_model(weights: str | Path, image_size: int = IMAGE_SIZE, include_top: bool = True,
+               taps: tuple[str, ...] = ("head",)):
+    """The full model with converted weights; ``include_top=False``: a pooled-features model sharing them.
+
+    ``taps``: whose globally average-pooled activations are concatenated, in order -- ``head`` (the 1280 features
+    of the ImageNet classifier) and/or ``stage1`` .. ``stage7`` (the output of that stage's last block: 16, 24, 40,
+    80, 112, 192, 320 channels), i.e. features from more than the last layer."""
     model = build_model(image_size)
     model.load_weights(str(weights))
     if include_top:
         return model
     import keras
 
-    return keras.Model(model.input, model.get_layer("avg_pool").output, name="efficientnet_lite0_features")
+    ends, names = stage_ends(), [layer.name for layer in model.layers]
+    outputs = []
+    for tap in taps:
+        if tap == "head":
+            outputs.append(model.get_layer("avg_pool").output)
+        elif tap in ends:
+            prefix = f"block{ends[tap]}_"
+            last = [n for n in names if n.startswith(prefix)][-1]
+            outputs.append(keras.layers.GlobalAveragePooling2D(name=f"{tap}_pool")(model.get_layer(last).output))
+        else:
+            raise ValueError(f"unknown EfficientNet-Lite0 feature tap {tap!r}: use head or stage1..stage{len(BLOCKS)}")
+    out = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="taps")(outputs)
+    return keras.Model(model.input, out, name="efficientnet_lite0_features")
+
+
+def tap_width(taps: tuple[str, ...]) -> int:
+    """Feature length of :func:`load_model`'s pooled model for these taps."""
+    widths = {f"stage{k}": cout for k, (*_rest, cout) in enumerate(BLOCKS, start=1)}
+    return sum(FEATURES if tap == "head" else widths[tap] for tap in taps)

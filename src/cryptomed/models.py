@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def configure_backend(backend: str | None = None, threads: int | None = None) -> str:
+def configure_backend(backend: str | None = None, threads: int | None = None, deterministic: bool = False) -> str:
     """Select the Keras backend and the number of CPU threads; return the backend name.
 
     ``$KERAS_BACKEND`` wins over ``backend`` so a user (or the GPU profile) can
     switch without touching config.  Must run before ``keras`` is imported.
+    ``deterministic``: ask the backend for deterministic kernels (TensorFlow op determinism, torch's
+    deterministic algorithms, XLA's deterministic GPU ops for JAX); with fixed seeds a training then repeats to
+    the bit on the same machine and library versions (``benchmarks/determinism.py`` measures the cost).
     """
     import sys
 
@@ -46,7 +49,26 @@ def configure_backend(backend: str | None = None, threads: int | None = None) ->
             torch.set_num_threads(threads)
         elif chosen == "jax":
             os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
+    if deterministic:
+        _deterministic_ops(chosen)
     return chosen
+
+
+def _deterministic_ops(backend: str) -> None:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif backend == "jax":  # CPU XLA is deterministic; GPU reductions need the flag (read when JAX starts)
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
 @dataclass(frozen=True)

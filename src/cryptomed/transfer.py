@@ -170,16 +170,18 @@ def train_head(f_train, y_train, f_val, y_val, n_classes: int, cfg: dict, seed: 
 # --------------------------------------------------------------------------- EfficientNet-Lite0 (ImageNet, offline)
 
 
-def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_size: int = 64,
-                          chunk: int = 512) -> tuple[np.ndarray, float]:
-    """Pooled 1280-d ImageNet features of (N, h, w) uint8 grayscale images, upsampled to ``size`` px (bilinear),
-    repeated to 3 channels and scaled as the weights expect; also the seconds the network took (excluding
-    resizing and a warm-up batch).  Works through the images in chunks so memory stays small at any size."""
+def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_size: int = 64, chunk: int = 512,
+                          taps: tuple[str, ...] = ("head",)) -> tuple[np.ndarray, float]:
+    """Pooled ImageNet features of (N, h, w) uint8 grayscale images, upsampled to ``size`` px (bilinear), repeated
+    to 3 channels and scaled as the weights expect; also the seconds the network took (excluding resizing and a
+    warm-up batch).  ``taps``: which layers' pooled activations are concatenated (see
+    :func:`cryptomed.efficientnet_lite.load_model`).  Works through the images in chunks so memory stays small."""
     from PIL import Image
 
-    from .efficientnet_lite import load_model, preprocess_input
+    from .efficientnet_lite import load_model, preprocess_input, tap_width
 
-    model = load_model(weights, image_size=size, include_top=False)
+    taps = tuple(taps)
+    model = load_model(weights, image_size=size, include_top=False, taps=taps)
 
     def prepare(batch):
         if batch.shape[1:] != (size, size):
@@ -187,7 +189,7 @@ def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_siz
                               for im in batch])
         return preprocess_input(np.repeat(batch[..., None], 3, axis=-1))
 
-    out = np.empty((len(images), 1280), dtype=np.float32)
+    out = np.empty((len(images), tap_width(taps)), dtype=np.float32)
     model.predict(prepare(images[:min(len(images), batch_size)]), batch_size=batch_size, verbose=0)
     seconds = 0.0
     for start in range(0, len(images), chunk):
