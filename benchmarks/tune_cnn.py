@@ -37,6 +37,8 @@ CANDIDATES = {
     "E_C_45ep": {**STRONG, "epochs": 45, "label_smoothing": 0.1, "ema": 0.99},
     "F_C_basic_aug": {**STRONG, "epochs": 30, "label_smoothing": 0.1, "ema": 0.99, "model.augment": "basic"},
     "G_C_no_ema": {**STRONG, "epochs": 30, "label_smoothing": 0.1},
+    # for 128-px inputs: the default recipe with a strided first convolution (about the 64-px default's compute)
+    "H_A_stride2": {"model.stem_stride": 2},
 }
 
 
@@ -86,7 +88,7 @@ def main() -> None:
     from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    backend = configure_backend(base.get("backend"))
+    backend = configure_backend(base.get("backend"), deterministic=bool(base.get("deterministic", True)))
     import keras
 
     out = Path(args.out)
@@ -119,7 +121,8 @@ def main() -> None:
                                              as_model_input(d["images"][va]), d["labels"][va], n_classes, cfg,
                                              verbose=0)
                 probs, _ = predict_proba(model, as_model_input(d["images"][va]))
-                row = {"dataset": dataset, "candidate": name, "seed": seed, **score(d["labels"][va], probs),
+                row = {"dataset": dataset, "image_size": int(d["images"].shape[1]), "candidate": name, "seed": seed,
+                       **score(d["labels"][va], probs),
                        "epochs_run": info["epochs_run"], "train_seconds": round(info["train_seconds"], 1),
                        "images_per_second": round(info["train_images_per_second"] or 0),
                        "parameters": info["parameters"], "backend": backend, "keras": keras.__version__,

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--taps", nargs="+", default=list(TAPS), choices=list(TAPS))
     ap.add_argument("--C", nargs="+", type=float, default=[0.001, 0.01, 0.1, 1.0])
     ap.add_argument("--out", default="results/tuning")
-    ap.add_argument("--device", default="2-core CPU, TensorFlow")
+    ap.add_argument("--device", default="2-core CPU, TensorFlow", help="machine description for the record")
     args = ap.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -450,12 +450,28 @@ def tuning(res: Results, arg: str | None) -> str:
     frame = res.csv("tuning/tuning.csv")
     rows = []
     for _, r in frame.iterrows():
-        rows.append([r["dataset"], r["candidate"], str(int(r["seed"])), f3(r["val_accuracy"]),
+        size = r.get("image_size")
+        rows.append([r["dataset"], "64" if size is None or size != size else str(int(size)), r["candidate"],
+                     str(int(r["seed"])), f3(r["val_accuracy"]),
                      f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f3(r["val_loss"]), str(int(r["epochs_run"])),
                      f"{float(r['train_seconds']):.0f}", fint(r["images_per_second"]), str(r["device"])])
-    lines = _table(["dataset", "candidate", "seed", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
-                    "epochs", "train s", "img/s", "machine"], rows,
-                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines = _table(["dataset", "px", "candidate", "seed", "val accuracy", "val balanced acc.", "val ROC-AUC",
+                    "val loss", "epochs", "train s", "img/s", "machine"], rows,
+                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    return "\n".join(lines) + "\n"
+
+
+def tuning_transfer(res: Results, arg: str | None) -> str:
+    """The EfficientNet-Lite0 feature/head search (``results/tuning/transfer.csv``): validation scores only; per
+    dataset, input size and taps the row of the C with the lowest validation loss."""
+    frame = res.csv("tuning/transfer.csv")
+    frame = frame.loc[frame.groupby(["dataset", "image_size", "taps"], sort=False)["val_loss"].idxmin()]
+    rows = [[r["dataset"], str(int(r["image_size"])), r["taps"], str(int(r["features"])), f"{float(r['C']):g}",
+             f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f3(r["val_loss"]),
+             fint(r["feature_images_per_second"]), str(r["device"])] for _, r in frame.iterrows()]
+    lines = _table(["dataset", "px", "features from", "length", "C", "val accuracy", "val balanced acc.",
+                    "val ROC-AUC", "val loss", "img/s", "machine"], rows,
+                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     return "\n".join(lines) + "\n"
 
 
@@ -488,6 +504,7 @@ GENERATORS = {
     "security-table": security_table,
     "leakage": leakage,
     "tuning": tuning,
+    "tuning-transfer": tuning_transfer,
     "seeds": seeds,
 }
 

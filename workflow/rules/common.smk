@@ -113,6 +113,14 @@ def train_params(wildcards):
     return {**config["train"], "crypto": {k: config["crypto"][k] for k in ("key_file", "engine")}}
 
 
+def efficientnet_feature_params(wildcards):
+    """The feature settings of one dataset: its own input size where image_size_by_dataset names it (only that
+    dataset's features rerun when it changes)."""
+    cfg = TRANSFER["efficientnet_lite0"]
+    size = (cfg.get("image_size_by_dataset") or {}).get(wildcards.dataset, cfg["image_size"])
+    return {"image_size": size, "batch_size": cfg["batch_size"], "taps": cfg.get("taps", ["head"])}
+
+
 def transfer_inputs(wildcards):
     """Target images, plus the cross-dataset pretrained backbone when ImageNet weights are not used."""
     inputs = {"data": f"data/preprocessed/{wildcards.dataset}/images.npz"}

@@ -30,7 +30,7 @@ rule transfer_features:
     output:
         features="results/{dataset}/features/efficientnet_lite0.npz",
     params:
-        efficientnet={k: v for k, v in TRANSFER["efficientnet_lite0"].items() if k in ("image_size", "batch_size", "taps")},
+        efficientnet=efficientnet_feature_params,
         backend=config["train"]["backend"],
     threads: MAX_TRAIN_THREADS
     resources:
