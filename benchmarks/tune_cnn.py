@@ -88,7 +88,7 @@ def main() -> None:
     from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    backend = configure_backend(base.get("backend"), deterministic=bool(base.get("deterministic", True)))
+    backend = configure_backend(base.get("backend"), deterministic=bool(base.get("deterministic", False)))
     import keras
 
     out = Path(args.out)

@@ -209,7 +209,7 @@ def train_stage(smk) -> None:
     load_seconds = time.perf_counter() - t0
     from .models import configure_backend
 
-    deterministic = bool(params.get("deterministic", True))
+    deterministic = bool(params.get("deterministic", False))
     backend = configure_backend(params.get("backend"), _threads(smk), deterministic)
     from .files import write_csv, write_json
     from .models import as_model_input, save_model, train, train_config
