@@ -157,8 +157,28 @@ def headline(res: Results, ds: str) -> str:
     lines = [f"#### {report.get('title', ds)} — {fint(n_test)} test images", ""]
     lines += _table(["Method", "Accuracy [95% CI]", f"{_f1_title(res, ds)} [95% CI]", "Specificity",
                      "AUC [95% CI]", "Time per image (s)", "McNemar p"], rows)
-    lines += ["", data_line(res, ds)]
+    lines += ["", short_data_line(res, ds)]
     return "\n".join(lines) + "\n"
+
+
+def short_data_line(res: Results, ds: str) -> str:
+    """Images per split, the input size and the two leakage counts a reader needs under a headline table; every
+    other count is in the ``data:<dataset>`` block of docs/results.md."""
+    report = res.json(f"{ds}/data_report.json")
+    counts = report.get("counts", {})
+    text = "Images: " + " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
+    size = (report.get("settings") or {}).get("image_size")
+    if size:
+        text += f" at {size}×{size} px"
+    dropped = (report.get("near_copies") or {}).get("train_copies_of_test_dropped")
+    if isinstance(dropped, dict):
+        text += f"; training copies of test images dropped: {fint(dropped.get('total', 0))}"
+    patients = (report.get("patients") or {}).get("train_val_patients")
+    both = ((report.get("near_copies") or {}).get("check") or {}).get("patients_in_train_and_val")
+    if patients:
+        text += f"; patients in train + validation: {fint(patients)}"
+        text += f" (in both: {fint(both)})" if both is not None else ""
+    return text + f" (`results/{ds}/data_report.json`; every count: [docs/results.md](docs/results.md))."
 
 
 def _counts(node, prefix="") -> list[tuple[str, int]]:
