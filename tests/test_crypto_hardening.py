@@ -539,3 +539,15 @@ def test_unreadable_verification_record_or_an_absent_split_is_a_clear_error(tmp_
     verified.write_text("{not json")
     with pytest.raises(ContainerMismatchError, match="unreadable"):
         _evaluate_reads(container, kf, verified)
+
+
+def test_a_container_shortened_while_it_is_read_is_a_format_error(tmp_path):
+    """content_digest and rotate read the records section in chunks through one descriptor: a file truncated
+    under them is named, not hashed or copied short."""
+    path = write_container(tmp_path / "c.cmc")
+    with ContainerReader(path, KEK) as reader:
+        full = reader.content_digest()
+        os.truncate(path, reader.header.records_start + 3)
+        with pytest.raises(ContainerFormatError, match="changed while it was read"):
+            reader.content_digest()
+    assert len(full) == 64

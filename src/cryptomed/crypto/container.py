@@ -556,14 +556,20 @@ class ContainerReader:
         edit of a record or the header and differs between any two containers (file ids differ).
         """
         digest = hashlib.sha256(self.header.raw)
+        for chunk in self.records_bytes("read"):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def records_bytes(self, doing: str = "read"):
+        """The records section as it is on disk, in chunks of at most ``IO_CHUNK_BYTES`` (pread: no shared offset);
+        a file that got shorter meanwhile is a ContainerFormatError ("the file changed while it was ``doing``")."""
         pos, end = self.header.records_start, self.header.records_start + int(self.header.offsets[-1])
         while pos < end:
             chunk = os.pread(self._fd, min(IO_CHUNK_BYTES, end - pos), pos)
             if not chunk:
-                raise ContainerFormatError(f"{self.path}: the file changed while it was read")
-            digest.update(chunk)
+                raise ContainerFormatError(f"{self.path}: the file changed while it was {doing}")
+            yield chunk
             pos += len(chunk)
-        return digest.hexdigest()
 
     def _where(self, i: int, info: dict | None = None) -> str:
         if not isinstance(info, dict):
@@ -799,13 +805,8 @@ def rotate(path: str | os.PathLike, old: KeyEncryptionKey, new: KeyEncryptionKey
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as dst:
                 dst.write(header.raw + block.to_bytes())
-                pos, end = header.records_start, header.records_start + int(header.offsets[-1])
-                while pos < end:
-                    chunk = os.pread(reader._fd, min(IO_CHUNK_BYTES, end - pos), pos)
-                    if not chunk:
-                        raise ContainerFormatError(f"{path}: the file changed while it was rotated")
+                for chunk in reader.records_bytes("rotated"):
                     dst.write(chunk)
-                    pos += len(chunk)
             with ContainerReader(tmp, new, engine):  # the new key block unwraps before anything is replaced
                 pass
     if keep_mtime:
