@@ -116,15 +116,13 @@ def decrypt_stage(smk) -> None:
     from .files import write_json
 
     kek = load_kek(smk.params.key_file, create=False)
-    result = verify_container(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
-    seconds = result.pop("seconds")
-    _write_timing(smk.output.timing, result.pop("ids"), result.pop("splits"), seconds)
+    result, decrypted, seconds = verify_container(smk.input.container, kek, engine=smk.params.engine,
+                                                  workers=_threads(smk))
+    _write_timing(smk.output.timing, decrypted["ids"], decrypted["splits"], seconds)
     write_json(smk.output.verified, {"container": str(smk.input.container), **result})
     if "lossless" in smk.output.keys():
-        from .crypto import decrypt_to_arrays
         from .data import load_arrays
 
-        decrypted, _ = decrypt_to_arrays(smk.input.container, kek, engine=smk.params.engine, workers=_threads(smk))
         proof = lossless_proof(load_arrays(smk.input.plaintext), decrypted)
         write_json(smk.output.lossless, proof)
         log.info("decrypted arrays equal the preprocessed plaintext: %s", proof["identical"])

@@ -699,15 +699,19 @@ def decrypt_to_arrays(path, kek: KeyEncryptionKey, *, engine: str | Engine = "py
     with ContainerReader(path, kek, engine) as reader:  # the forked workers use it too (pread: no shared offset)
         if expect is not None:
             check_verification_record(reader, expect)
-        n, (h, w) = reader.header.n_records, reader.header.shape
-        shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
-        job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits)}
-        parts = _run_spans(_decrypt_span, job, n, workers)
-        listed = n if splits is None else len(reader.header.records_of(splits))
+        return _decrypt(reader, workers, splits)
+
+
+def _decrypt(reader: ContainerReader, workers: int, splits: tuple[str, ...] | None = None):
+    n, (h, w) = reader.header.n_records, reader.header.shape
+    shared = mmap.mmap(-1, max(1, n * h * w))  # MAP_SHARED: children write, the parent reads
+    job = {"reader": reader, "pixels": shared, "splits": None if splits is None else set(splits)}
+    parts = _run_spans(_decrypt_span, job, n, workers)
+    listed = n if splits is None else len(reader.header.records_of(splits))
     pixels = np.frombuffer(shared, dtype=np.uint8, count=n * h * w).reshape(n, h, w)  # keeps the mapping alive
     keep = np.concatenate([p["keep"] for p in parts]) if parts else np.zeros(0, bool)
     if int(keep.sum()) != listed:  # cannot happen: every listed record is returned or raised
-        raise RuntimeError(f"{path}: {int(keep.sum())} records read, the header lists {listed}")
+        raise RuntimeError(f"{reader.path}: {int(keep.sum())} records read, the header lists {listed}")
     cat = lambda key, dtype: np.concatenate([p[key] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
     arrays = {
         "images": pixels if keep.all() else pixels[keep],
@@ -768,17 +772,14 @@ def check_verification_record(reader: ContainerReader, expect: dict) -> None:
             f"verified {printable(expect['content_sha256'][:16])}...), although its file id is the same")
 
 
-def verify_container(path, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome", workers: int = 1) -> dict:
-    """Decrypt and verify every record (nothing kept); return the :func:`verification_record` and per-record data
-    ``ids``, ``splits`` and ``seconds``."""
+def verify_container(path, kek: KeyEncryptionKey, engine: str | Engine = "pycryptodome",
+                     workers: int = 1) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """Decrypt and verify every record; return the :func:`verification_record`, the decrypted arrays (as
+    :func:`decrypt_to_arrays`) and the seconds per record -- from one opening of the file."""
     with ContainerReader(path, kek, engine) as reader:
         record = verification_record(reader)
-        n = reader.header.n_records
-        shared = mmap.mmap(-1, max(1, n * reader.header.shape[0] * reader.header.shape[1]))
-        parts = _run_spans(_decrypt_span, {"reader": reader, "pixels": shared, "splits": None}, n, workers)
-    shared.close()
-    return {**record, "ids": sum((p["ids"] for p in parts), []), "splits": sum((p["split"] for p in parts), []),
-            "seconds": np.concatenate([np.asarray(p["seconds"], np.float64) for p in parts]) if parts else np.zeros(0)}
+        arrays, seconds = _decrypt(reader, workers)
+    return record, arrays, seconds
 
 
 # --------------------------------------------------------------------------- keys: rotation and inspection
