@@ -144,3 +144,21 @@ def test_cli_check(results):
     assert run("--check").returncode == 1
     assert run().returncode == 0
     assert run("--check").returncode == 0
+
+
+def test_the_verdict_follows_the_comparison_file(results):
+    """The sentence on who wins is generated: raise a baseline above the proposed method and it says so."""
+    path = results / "results/chest_xray/comparison.csv"
+    frame = pd.read_csv(path)
+    res = lambda: docs.generate("verdict", docs.Results(results / "results", results))  # noqa: E731
+    proposed = frame.index[frame["method_key"] == "aes_cnn"][0]
+    shallow = frame.index[frame["method_key"] == "shallow_cnn"][0]
+    frame.loc[frame["method_key"] != "aes_cnn", "Accuracy"] = 0.5
+    frame.loc[proposed, "Accuracy"] = 0.9
+    frame.to_csv(path, index=False)
+    assert "the proposed method is the most accurate (0.900)" in res()
+    frame.loc[shallow, ["Accuracy", "McNemar p vs proposed"]] = [0.95, 0.01]
+    frame.to_csv(path, index=False)
+    line = [t for t in res().splitlines() if "chest" in t.lower()][0]
+    assert "Conventional shallow CNN without AES is the most accurate (0.950)" in line
+    assert "McNemar p = 0.010, significant" in line

@@ -270,6 +270,33 @@ def _best_epoch_val_accuracy(res: Results, ds: str, method: str = "aes_cnn"):
     return info, best, val
 
 
+def verdict(res: Results, arg: str | None) -> str:
+    """Per dataset, one sentence on how the proposed method ranks: the most accurate method, and the proposed
+    method against the best of the other methods, with the McNemar p of that pair (from ``comparison.csv``)."""
+    lines = []
+    for ds in res.datasets():
+        frame = res.comparison(ds).set_index("method_key")
+        title = res.json(f"{ds}/data_report.json").get("title", ds)
+        if "aes_cnn" not in frame.index:
+            continue
+        prop, others = frame.loc["aes_cnn"], frame.drop(index="aes_cnn")
+        if others.empty:
+            continue
+        best = others["Accuracy"].astype(float).idxmax()
+        rival = others.loc[best]
+        p = float(rival["McNemar p vs proposed"])
+        sig = ("p " + fp(p) if fp(p).startswith("<") else "p = " + fp(p)) + (
+            ", significant" if p < 0.05 else ", not significant")
+        if float(prop["Accuracy"]) >= float(rival["Accuracy"]):
+            text = (f"the proposed method is the most accurate ({f3(prop['Accuracy'])}); the next best, "
+                    f"{rival['Method']}, scores {f3(rival['Accuracy'])} (McNemar {sig})")
+        else:
+            text = (f"{rival['Method']} is the most accurate ({f3(rival['Accuracy'])}), above the proposed "
+                    f"method's {f3(prop['Accuracy'])} (McNemar {sig})")
+        lines.append(f"- **{title}:** {text}.")
+    return "\n".join(lines) + "\n"
+
+
 def findings(res: Results, ds: str) -> str:
     """The numbers behind the prose of docs/results.md, one dataset, each with the file it comes from."""
     frame = res.comparison(ds).set_index("method_key")
@@ -518,6 +545,7 @@ GENERATORS = {
     "comparison": comparison,
     "data": data_block,
     "findings": findings,
+    "verdict": verdict,
     "aes-timing": aes_timing,
     "pipeline-time": pipeline_time,
     "security": security,
