@@ -226,7 +226,7 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
     except Exception as exc:  # noqa: BLE001 - pydicom names the missing decoder plugins
         name = f"{syntax.name} ({syntax})" if syntax else "unknown"
         raise CorruptImageError(f"DICOM file {path}: cannot decode pixel data in transfer syntax {name}: "
-                                f"{str(exc).splitlines()[0]} (compressed syntaxes need a decoder plugin, e.g. "
+                                f"{' '.join(str(exc).split())} (compressed syntaxes need a decoder plugin, e.g. "
                                 "pylibjpeg with pylibjpeg-libjpeg / -openjpeg)") from exc
     if frames > 1:
         pixels = pixels[0 if multiframe == "first" else frames // 2]
@@ -280,15 +280,19 @@ def carve_test_split(labels: list[int], groups: list[int], fraction: float, seed
     from sklearn.model_selection import StratifiedGroupKFold
 
     y, g = np.asarray(labels), np.asarray(groups)
-    n_splits = min(max(2, int(round(1.0 / fraction))), len(set(groups)))
-    if n_splits < 2:
-        raise DatasetError(f"cannot carve a test split from {len(labels)} images of one patient")
+    per_class = Counter(labels)
+    n_splits = min(max(2, int(round(1.0 / fraction))), len(set(groups)), max(per_class.values()))
+    if n_splits < 2 or min(per_class.values()) < 2:
+        raise DatasetError(f"cannot carve a test split from {len(labels)} images of {len(set(groups))} patients "
+                           f"(images per class: {sorted(per_class.values())}); add images or give the split")
     with warnings.catch_warnings():  # "least populated class has only N members": fine for small sets
         warnings.simplefilter("ignore", UserWarning)
         folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         _, test_idx = next(folds.split(np.zeros(len(y)), y, g))
     mask = np.zeros(len(y), dtype=bool)
     mask[test_idx] = True
+    if mask.all() or not mask.any():
+        raise DatasetError(f"the carved test split of {len(labels)} images is {'everything' if mask.all() else 'empty'}")
     return mask
 
 
@@ -405,3 +409,27 @@ def check(name: str, entry: dict, threads: int = 1) -> dict:
         "files_ignored": [str(p) for p in ignored],
         "problems": problems,
     }
+
+
+def check_text(report: dict) -> str:
+    """:func:`check`'s report as the lines ``cryptomed dataset check`` prints."""
+    lines = [f"dataset {report['dataset']}"]
+    if "counts" in report:
+        classes = report["classes"]
+        lines[0] += f": {report['images']} image files, {report['decoded']} decoded; classes {', '.join(classes)}"
+        width = max(len(c) for c in classes + ["split", "to carve"]) + 2
+        lines.append("  " + "split".ljust(10) + "".join(c.rjust(width) for c in classes + ["total"]))
+        for split, counts in report["counts"].items():
+            lines.append("  " + split.ljust(10) + "".join(str(counts[c]).rjust(width) for c in classes) +
+                         str(sum(counts.values())).rjust(width))
+        lines.append("formats: " + "; ".join(f"{k}: {v}" for k, v in report["formats"].items()))
+        if report["height"]:
+            lines.append(f"sizes: height {report['height'][0]}-{report['height'][1]} px, width "
+                         f"{report['width'][0]}-{report['width'][1]} px")
+        lines.append(f"patients: {report['patients']} ({report['patient_id_source']})" if report["patient_id_source"]
+                     else "patients: no patient ids (each image is its own group)")
+        if report["files_ignored"]:
+            lines.append(f"ignored (not an image): {len(report['files_ignored'])} files, first {report['files_ignored'][0]}")
+    lines.append(f"problems: {len(report['problems'])}" if report["problems"] else "problems: none")
+    lines += [f"  {p}" for p in report["problems"]]
+    return "\n".join(lines)
