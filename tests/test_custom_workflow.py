@@ -65,9 +65,13 @@ def test_no_dicom_patient_field_appears_in_any_output_snakemake_metadata_or_the_
     assert any(p.is_file() for p in remote.rglob("*"))  # the ciphertext and models were pushed
     needles = [v.encode() for v in PATIENT.values()] + [b"Zyxwvut", b"Quintessa", b"PID-QX"]
     names = [b"0001.dcm", b"0013.dcm"]  # file names: only Snakemake's own record of the import's inputs has them
+    source = next((root / "my_dicoms").rglob("*.dcm")).read_bytes()
+    assert all(n in source for n in needles[:2])  # the search finds them where they are
+    tracked = set(sh(wd, "git", "ls-files").stdout.split())  # the project's code and config, not outputs
     scanned, found = 0, []
     for path in [*wd.rglob("*"), *remote.rglob("*")]:
-        if path.is_file() and not path.is_symlink():
+        rel = path.relative_to(wd).as_posix() if path.is_relative_to(wd) else None
+        if path.is_file() and not path.is_symlink() and rel not in tracked and ".git" not in path.parts:
             data, scanned = path.read_bytes(), scanned + 1
             found += [(str(path), n) for n in needles if n in data]
             if ".snakemake" not in path.parts:
