@@ -230,3 +230,25 @@ def test_dataset_check_prints_counts_formats_and_problems(tmp_path, capsys):
     assert "problems: none" in capsys.readouterr().out
     assert cli_main(["dataset", "check", "--path", str(tmp_path / "nowhere")]) == 1
     assert "folder not found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("datasets, custom_datasets, message", [
+    (["mine"], {"mine": {"format": "folder", "path": "nowhere"}}, "custom_datasets.mine: nowhere: folder not found"),
+    (["mine"], {}, "dataset 'mine' is neither built in"),
+    (["chest_xray"], {"chest_xray": {"format": "folder", "path": "imgs"}}, "custom_datasets"),
+    (["mine"], {"mine": {"format": "zip", "path": "imgs"}}, "'zip' is not one of"),
+])
+def test_the_workflow_refuses_a_bad_custom_entry_before_any_job(tmp_path, datasets, custom_datasets, message):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from workflow_helpers import copy_workflow, tool_env
+
+    wd = copy_workflow(tmp_path / "wd")
+    png_folder(wd / "imgs", n=2)
+    (wd / "bad.yaml").write_text(yaml.safe_dump({"datasets": datasets, "custom_datasets": custom_datasets}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "bad.yaml"], cwd=wd,
+                          env=tool_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
