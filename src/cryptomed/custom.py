@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import logging
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -210,6 +211,9 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
     from pydicom.multival import MultiValue
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    # pydicom's warnings and log lines may quote header values (an invalid date, a name): they must not reach logs
+    warnings.filterwarnings("ignore", module="pydicom")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - InvalidDicomError, truncated files, bad elements ...
@@ -275,8 +279,6 @@ def decode_file(path: Path, dicom: dict | None = None) -> tuple[np.ndarray, str 
 def carve_test_split(labels: list[int], groups: list[int], fraction: float, seed: int) -> np.ndarray:
     """A boolean mask of test images: stratified by class, grouped (scikit-learn's StratifiedGroupKFold, first of
     ``round(1 / fraction)`` folds), seeded."""
-    import warnings
-
     from sklearn.model_selection import StratifiedGroupKFold
 
     y, g = np.asarray(labels), np.asarray(groups)
