@@ -194,7 +194,6 @@ def _verified_record(smk) -> dict | None:
 
 def _model_arrays(smk, crypto: dict, splits=None, workers: int = 1) -> dict:
     """The images a CNN method uses: decrypted and verified in memory from the container, or the plaintext npz."""
-
     if "container" in smk.input.keys():
         from .crypto import decrypt_to_arrays, load_kek
 
@@ -399,7 +398,6 @@ def _method_results(smk):
 
     import pandas as pd
 
-
     spec = _spec(smk)
     metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
     predictions = {m["method"]: pd.read_csv(p, dtype={"id": str}) for m, p in zip(metrics, smk.input.predictions)}
@@ -411,13 +409,12 @@ def compare_stage(smk) -> None:
 
     import yaml
 
+    from .datasets import DATASETS
     from .files import write_csv, write_json, write_text
     from .reporting import comparison_figure, comparison_frame, comparison_markdown, paired_tests
 
     spec, metrics, predictions, title = _method_results(smk)
     paper = yaml.safe_load(Path(smk.input.paper).read_text())
-    from .datasets import DATASETS
-
     if spec.name not in DATASETS:  # the paper's accuracy is about its data sets, not your own (its AES times stay)
         paper = {**paper, "methods": {}}
     frame = comparison_frame(metrics, paper, predictions, not_run=dict(getattr(smk.params, "not_run", None) or {}))
