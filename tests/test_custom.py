@@ -65,6 +65,18 @@ def test_train_and_test_folders_are_kept_and_must_both_exist(tmp_path):
         custom.scan("pets", {"format": "folder", "path": str(only_train)})
 
 
+def test_folder_layout_errors_name_the_folder(tmp_path):
+    mixed = png_folder(tmp_path / "mixed", classes=("train", "val"), n=1)
+    with pytest.raises(custom.DatasetError, match=r"mixed: holds train/ or test/ beside other folders \(train, val\)"):
+        custom.scan("pets", {"format": "folder", "path": str(mixed)})
+    empty = png_folder(tmp_path / "empty", n=1)
+    (empty / "ferrets").mkdir()
+    with pytest.raises(custom.DatasetError, match=r"empty/ferrets: class folder holds no image files"):
+        custom.scan("pets", {"format": "folder", "path": str(empty)})
+    with pytest.raises(custom.DatasetError, match="no class sub-folders"):
+        custom.scan("pets", {"format": "folder", "path": str(empty / "cats")})
+
+
 def test_csv_with_split_and_patient_columns(tmp_path):
     png_folder(tmp_path, n=6)
     rows = [(f"{c}/img{i}.png", c, "test" if i < 2 else "train", f"p{i // 2}") for c in ("cats", "dogs")

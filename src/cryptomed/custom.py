@@ -98,10 +98,14 @@ def scan_folder(root: Path) -> tuple[list[Source], list[Path]]:
     if not root.is_dir():
         raise DatasetError(f"{root}: folder not found")
     top = _subdirs(root)
-    split_layout = bool(top) and {p.name for p in top} <= {"train", "test"}
-    if split_layout and "test" not in {p.name for p in top}:
+    names = {p.name for p in top}
+    split_layout = bool(names & {"train", "test"})
+    if split_layout and not names <= {"train", "test"}:
+        raise DatasetError(f"{root}: holds train/ or test/ beside other folders ({', '.join(sorted(names))}); use "
+                           "either <class>/ folders or train/<class>/ and test/<class>/")
+    if split_layout and "test" not in names:
         raise DatasetError(f"{root}: has train/ but no test/ folder (leave both out to have a test split carved)")
-    if split_layout and "train" not in {p.name for p in top}:
+    if split_layout and "train" not in names:
         raise DatasetError(f"{root}: has test/ but no train/ folder")
     sources, ignored = [], []
     for split_dir in top if split_layout else [root]:
@@ -110,6 +114,8 @@ def scan_folder(root: Path) -> tuple[list[Source], list[Path]]:
             raise DatasetError(f"{split_dir}: no class sub-folders (expected {split_dir}/<class>/<image files>)")
         for class_dir in classes:
             images, other = _images_under(class_dir)
+            if not images:
+                raise DatasetError(f"{class_dir}: class folder holds no image files")
             ignored += other
             sources += [Source(p, class_dir.name, split_dir.name if split_layout else None, None, str(p))
                         for p in images]
