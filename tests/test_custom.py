@@ -187,7 +187,8 @@ def test_dicom_test_data_of_pydicom(tmp_path):
     from pydicom.data import get_testdata_file
 
     mr, pid, _ = custom.decode_file(custom.Path(get_testdata_file("MR_small.dcm")))
-    rle, _, _ = custom.decode_file(custom.Path(get_testdata_file("MR_small_RLE.dcm")))  # decoded by pydicom
+    rle, _, kind = custom.decode_file(custom.Path(get_testdata_file("MR_small_RLE.dcm")))  # decoded by pydicom
+    assert kind == "DICOM MONOCHROME2 16-bit, RLE Lossless, window"
     assert mr.shape == (64, 64) and mr.dtype == np.uint8 and np.array_equal(mr, rle) and pid
     jpeg_ls = get_testdata_file("MR_small_jpeg_ls_lossless.dcm")
     with pytest.raises(CorruptImageError, match=r"MR_small_jpeg_ls_lossless\.dcm.*JPEG-LS Lossless.*1\.2\.840\.10008"):

@@ -242,6 +242,7 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
         pixels = pixels[0 if multiframe == "first" else frames // 2]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     kind = f"DICOM {photometric} {int(ds.get('BitsStored', 8))}-bit" + (f", {frames} frames" if frames > 1 else "")
+    kind += f", {syntax.name}" if syntax and syntax.is_compressed else ""
     if pixels.ndim == 3:  # colour (pydicom converts YBR to RGB)
         luma = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         top = float(2 ** int(ds.get("BitsStored", 8)) - 1)
