@@ -10,6 +10,8 @@
     cryptomed audit-remote ../cryptomed-dvc-remote --images data/preprocessed/*/images.npz --key-file .secrets/cryptomed.key
     cryptomed pull                                          dvc pull + check + mark outputs up to date for Snakemake
     cryptomed docs [--check]                                result tables in README.md and docs/*.md from results/
+    cryptomed dataset check my_xrays                        what a custom dataset of params.yaml holds, and its problems
+    cryptomed dataset check --format folder --path DIR      the same for a folder (or CSV) not yet in the config
 
 ``rotate`` re-wraps each container's data key under the new KEK; image records are not
 re-encrypted (copied byte for byte) and the file's modification time is kept, so
@@ -157,6 +159,28 @@ def _audit(args) -> int:
     return 0
 
 
+def _dataset_check(args) -> int:
+    """Counts per class and split, sizes, formats and problems of a custom dataset; exit 1 on any problem."""
+    import yaml
+
+    from .custom import check, check_text
+
+    if args.path:
+        name, entry = args.name or "custom", {"format": args.format, "path": args.path}
+        if args.classes:
+            entry["classes"] = args.classes
+    else:
+        if not args.name:
+            raise SystemExit("cryptomed dataset check: give a dataset name or --path")
+        config = yaml.safe_load(open(args.config)) or {}
+        name, entry = args.name, (config.get("custom_datasets") or {}).get(args.name)
+        if not isinstance(entry, dict):
+            raise SystemExit(f"cryptomed dataset check: {name} is not under custom_datasets in {args.config}")
+    report = check(name, entry, threads=args.threads)
+    print(check_text(report))
+    return 1 if report["problems"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["docs"]:  # its own parser (cryptomed.docs)
@@ -190,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", nargs="+", required=True, metavar="NPZ", help="preprocessed images.npz files")
     p.add_argument("--key-file", nargs="*", default=[], help="key files whose bytes must not be in the remote")
     sub.add_parser("pull", help="dvc pull, check against dvc.lock, mark pulled outputs up to date for Snakemake")
+    p = sub.add_parser("dataset", help="check one of your own datasets before anything is encrypted")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("name", nargs="?", help="a name under custom_datasets of --config")
+    p.add_argument("--config", default="params.yaml", help="configuration holding custom_datasets (default params.yaml)")
+    p.add_argument("--path", help="a folder or CSV to check without a configuration entry")
+    p.add_argument("--format", choices=["folder", "csv"], default="folder", help="with --path (default folder)")
+    p.add_argument("--classes", nargs="+", help="with --path: the expected classes, in label order")
+    p.add_argument("--threads", type=int, default=2, help="threads decoding (default 2)")
     sub.add_parser("docs", help="regenerate (or --check) the result blocks of README.md and docs/*.md from results/")
     args = ap.parse_args(argv)
     try:
@@ -203,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         elif args.command == "audit-remote":
             return _audit(args)
+        elif args.command == "dataset":
+            return _dataset_check(args)
         elif args.command == "pull":
             from .sharing import PullError, pull
 

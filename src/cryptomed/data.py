@@ -163,6 +163,21 @@ def patient_id(spec: DatasetSpec, source_path: str) -> str | None:
     return m.group(1) if m else None
 
 
+def row_patient(spec: DatasetSpec, row: dict) -> str | None:
+    """The patient of a raw manifest row: a custom dataset's opaque ``patient_group`` (cryptomed.custom), else
+    the id in the upstream file name."""
+    if "patient_group" in row:
+        return f"group {row['patient_group']}" if row["patient_group"] != "" else None
+    return patient_id(spec, row["path"])
+
+
+def _patient_source(spec: DatasetSpec, rows) -> str | None:
+    if spec.patient_pattern:
+        return "upstream file name"
+    return "patient_group (your dataset's patient_id column or DICOM PatientID)" if any(
+        row.get("patient_group", "") != "" for row in rows) else None
+
+
 def _stack(items, size: int) -> np.ndarray:
     return np.stack([it[3] for it in items]) if items else np.zeros((0, size, size), np.uint8)
 
@@ -217,7 +232,7 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
     # Groups that must stay on one side of the train/validation split: near-copies and images of one patient.
     links = dedup.pairs_within(_stack(kept_train, px), thr, size) if thr is not None else []
     n_near_pairs = len(links)
-    pids = [patient_id(spec, it[0]["path"]) if settings.group_by_patient else None for it in kept_train]
+    pids = [row_patient(spec, it[0]) if settings.group_by_patient else None for it in kept_train]
     first_of: dict[str, int] = {}
     for i, pid in enumerate(pids):
         if pid is not None:
@@ -236,8 +251,9 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
     edges = np.round(np.arange(0.0, 1.02, 0.02), 2)
     hist = np.histogram(np.minimum(dist[np.isfinite(dist)], 1.0), bins=edges)[0]
     hist_test = np.histogram(np.minimum(d_test[np.isfinite(d_test)], 1.0), bins=edges)[0]
-    train_pids = {patient_id(spec, it[0]["path"]) for it in train} - {None}
-    test_pids = {patient_id(spec, it[0]["path"]) for it in test} - {None}
+    train_pids = {row_patient(spec, it[0]) for it in train} - {None}
+    test_pids = {row_patient(spec, it[0]) for it in test} - {None}
+    id_source = _patient_source(spec, [it[0] for it in decoded])
     report = {
         "method": "normalised thumbnails, nearest neighbour over the 8 flips and rotations (cryptomed.dedup)",
         "threshold": thr,
@@ -258,10 +274,10 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
                                "train_to_nearest_test": hist.tolist()},
     }
     patients = {
-        "id_source": "upstream file name" if spec.patient_pattern and settings.group_by_patient else None,
+        "id_source": id_source if settings.group_by_patient else None,
         "train_val_patients": len({p for p in pids if p is not None}),
-        "train_val_images_without_patient_id": sum(p is None for p in pids) if spec.patient_pattern else None,
-        "official_train_test_patients_shared": len(train_pids & test_pids) if spec.patient_pattern else None,
+        "train_val_images_without_patient_id": sum(p is None for p in pids) if id_source else None,
+        "official_train_test_patients_shared": len(train_pids & test_pids) if id_source else None,
     }
     kept_paths = {it[0]["path"] for it in kept_train}
     kept = [it for it in decoded if it[0]["split"] == "test" or it[0]["path"] in kept_paths]
@@ -309,7 +325,7 @@ def _leakage_check(spec: DatasetSpec, kept, split_of, settings: PreprocessSettin
     part = {s: [it for it in kept if split_of[it[0]["path"]] == s] for s in SPLITS}
     d_test, _, _ = dedup.nearest(_stack(part["test"], px), _stack(part["train"] + part["val"], px), size)
     d_val, _, _ = dedup.nearest(_stack(part["val"], px), _stack(part["train"], px), size)
-    pid = {s: {patient_id(spec, it[0]["path"]) for it in part[s]} - {None} for s in ("train", "val")}
+    pid = {s: {row_patient(spec, it[0]) for it in part[s]} - {None} for s in ("train", "val")}
     finite = d_test[np.isfinite(d_test)]
     return {
         "criterion_distance": thr,

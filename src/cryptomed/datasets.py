@@ -87,3 +87,13 @@ def get_dataset(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def dataset_spec(name: str, config: dict | None = None) -> DatasetSpec:
+    """A built-in dataset, or one of the configuration's ``custom_datasets`` (cryptomed.custom)."""
+    custom = (config or {}).get("custom_datasets") or {}
+    if name in custom and name not in DATASETS:
+        from .custom import spec_of
+
+        return spec_of(name, custom[name])
+    return get_dataset(name)

@@ -151,12 +151,12 @@ def _verify_tar_against_manifest(tar_path: Path, rows: dict[str, dict], label: s
         raise ChecksumError(f"{label}: {len(missing)} manifest entries missing from the tar, first: {missing[0]}")
 
 
-def _write_manifest(path: Path, rows) -> None:
+def _write_manifest(path: Path, rows, columns=MANIFEST_COLUMNS) -> None:
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in MANIFEST_COLUMNS})
+            writer.writerow({k: row[k] for k in columns})
 
 
 # --------------------------------------------------------------------------- upstream
@@ -285,7 +285,7 @@ def _tar_from_medmnist_npz(spec: DatasetSpec, npz_path: Path, out_dir: Path) -> 
     return len(entries)
 
 
-def _write_tar_and_manifest(out_dir: Path, entries: dict[str, tuple[dict, bytes]]) -> None:
+def _write_tar_and_manifest(out_dir: Path, entries: dict[str, tuple[dict, bytes]], columns=MANIFEST_COLUMNS) -> None:
     with atomic_path(out_dir / "images.tar") as tmp_tar, atomic_path(out_dir / "manifest.csv") as tmp_manifest:
         with tarfile.open(tmp_tar, "w", format=tarfile.USTAR_FORMAT) as tf:
             for member in sorted(entries):
@@ -293,7 +293,7 @@ def _write_tar_and_manifest(out_dir: Path, entries: dict[str, tuple[dict, bytes]
                 info = tarfile.TarInfo(member)
                 info.size, info.mtime, info.mode = len(data), 0, 0o644
                 tf.addfile(info, io.BytesIO(data))
-        _write_manifest(tmp_manifest, (entries[m][0] for m in sorted(entries)))
+        _write_manifest(tmp_manifest, (entries[m][0] for m in sorted(entries)), columns)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -12,6 +12,26 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 
+# Your own images (docs/datasets.md): each custom dataset is scanned now, so that a missing file, an unknown
+# label, a class without images or an empty split stops the run before anything is written.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from cryptomed.datasets import DATASETS as _BUILTIN
+from cryptomed.custom import DatasetError, scan as _scan_custom
+
+CUSTOM = config.get("custom_datasets") or {}
+CUSTOM_FILES = {}  # custom dataset -> the files it reads (inputs of its download rule)
+for _ds in DATASETS:
+    if _ds not in _BUILTIN and _ds not in CUSTOM:
+        raise WorkflowError(f"dataset {_ds!r} is neither built in ({', '.join(_BUILTIN)}) nor defined under "
+                            "custom_datasets")
+    if _ds in CUSTOM:
+        try:
+            _spec, _sources, _ = _scan_custom(_ds, CUSTOM[_ds])
+        except DatasetError as exc:
+            raise WorkflowError(f"custom_datasets.{_ds}: {exc}") from None
+        CUSTOM_FILES[_ds] = sorted({str(s.path) for s in _sources} |
+                                   ({CUSTOM[_ds]["path"]} if CUSTOM[_ds]["format"] == "csv" else set()))
+
 # Threads of the Keras rules: scaled down to --cores when run locally; the CPUs one job asks for on a cluster.
 # (A constant, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
 MAX_TRAIN_THREADS = 8
@@ -40,7 +60,6 @@ TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run
 EFFICIENTNET_SHA256 = None
 if TRANSFER["enabled"]:
-    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
     from cryptomed.efficientnet_lite import SOURCE_SHA256 as EFFICIENTNET_SHA256
     from cryptomed.transfer import TITLES as _TRANSFER_TITLES, method_title, resolve_weights
 
@@ -71,6 +90,19 @@ def all_targets():
     if config["security"]["enabled"]:
         targets.append("results/security/summary.md")
     return targets
+
+
+def download_inputs(wildcards):
+    """A custom dataset's files (a changed file reruns its import); a built-in dataset has none."""
+    return CUSTOM_FILES.get(wildcards.dataset, [])
+
+
+def download_source(wildcards):
+    """Where a dataset's bytes come from: a built-in's upstream source, or a custom dataset's whole entry (so an
+    edit of the entry reruns its import and what depends on it, nothing else)."""
+    if wildcards.dataset in CUSTOM:
+        return CUSTOM[wildcards.dataset]
+    return config["download"]["source"].get(wildcards.dataset, "kaggle")
 
 
 def model_inputs(wildcards):
