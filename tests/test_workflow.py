@@ -326,6 +326,11 @@ def test_invalid_config_is_rejected_by_the_schema(tmp_path):
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/bad.yaml"])
     assert proc.returncode != 0
     assert "image_size" in proc.stderr + proc.stdout
+    # a per-dataset setting for a dataset that does not exist (a typo) is an error, not silently unused
+    (wd / "config/typo.yaml").write_text(
+        "baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size_by_dataset: {chest-xray: 224}\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/typo.yaml"])
+    assert proc.returncode != 0 and "'chest-xray' is neither a built-in dataset" in proc.stderr + proc.stdout
 
 
 @pytest.fixture

