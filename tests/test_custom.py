@@ -122,6 +122,37 @@ def test_bad_csv_entries_are_refused_naming_the_line_or_class(tmp_path, rows, co
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def test_a_single_class_is_refused(tmp_path):
+    root = png_folder(tmp_path / "imgs", classes=("cats",), n=6)
+    with pytest.raises(custom.DatasetError, match=r"at least 2 classes; .*imgs has 1 \(cats\)"):
+        custom.ingest("pets", {"format": "folder", "path": str(root)}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_class_missing_from_the_carved_test_split_is_refused_naming_it(tmp_path):
+    root = png_folder(tmp_path / "imgs", classes=("cats",), n=12)
+    png_folder(root, classes=("dogs",), n=2)  # seed 42 carves no test image of dogs from these
+    with pytest.raises(custom.DatasetError, match=r"carved test split .*no image of class 'dogs'.*test_fraction.*"
+                                                  r"add images.*give the split"):
+        custom.ingest("pets", {"format": "folder", "path": str(root)}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert cli_main(["dataset", "check", "--path", str(root)]) == 1  # dataset check carves too
+
+
+def test_a_class_missing_from_the_given_test_folder_is_refused_naming_it(tmp_path):
+    root = png_folder(tmp_path / "imgs", splits=["train"], n=3)
+    png_folder(root / "test", classes=("cats",), n=2)
+    with pytest.raises(custom.DatasetError, match=r"class 'dogs' has no images in the test split"):
+        custom.scan("pets", {"format": "folder", "path": str(root)})
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    png_folder(tmp_path, n=5)
+    path = write_csv(tmp_path / "l.csv", [(f"{c}/img{i}.png", c) for c in ("cats", "dogs") for i in range(5)])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel writes "CSV UTF-8"
+    assert custom.ingest("pets", {"format": "csv", "path": str(path)}, tmp_path / "out")["images"] == 10
+
+
 def test_too_few_images_to_carve_a_test_split_is_a_clear_error(tmp_path):
     root = png_folder(tmp_path / "imgs", n=1)
     with pytest.raises(custom.DatasetError, match="cannot carve a test split from 2 images"):
@@ -200,6 +231,61 @@ def test_dicom_test_data_of_pydicom(tmp_path):
         assert custom.is_dicom(tmp_path / name.split(".")[0])
 
 
+def test_dicom_files_named_by_uid_are_found_and_a_dicomdir_is_skipped(tmp_path, capsys):
+    root = dicom_folder(tmp_path / "dicom", n_patients=6, per_patient=1)
+    for path in sorted(root.rglob("*.dcm"))[::2]:  # exported files are often named by their instance UID
+        path.rename(path.with_name(f"1.2.840.113619.2.55.{path.stem}"))
+    write_dicom(root / "lesion" / "1.2.840.113619.2.55.99", np.zeros((8, 8)))
+    for name in ("DICOMDIR", "1.2.840.113619.2.55.index"):  # an index (no pixels), by name or by SOP class
+        index = write_dicom(root / "normal" / name, np.zeros((2, 2)))
+        import pydicom
+
+        ds = pydicom.dcmread(index)
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = custom.MEDIA_STORAGE_DIRECTORY
+        del ds.PixelData
+        ds.save_as(index, enforce_file_format=True)
+    spec, sources, ignored = custom.scan("scans", {"format": "folder", "path": str(root)})
+    assert len(sources) == 7 and sorted(p.name for p in ignored) == ["1.2.840.113619.2.55.index", "DICOMDIR"]
+    report = custom.ingest("scans", {"format": "folder", "path": str(root)}, tmp_path / "raw")
+    assert report["images"] == 7 and report["files_ignored"] == 2
+    assert cli_main(["dataset", "check", "--path", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "ignored (not an image, or a DICOMDIR): 2 files" in out and "normal/DICOMDIR" in out
+
+
+def test_a_malformed_dicom_header_value_is_an_error_naming_the_file_not_the_value(tmp_path, capsys):
+    root = dicom_folder(tmp_path / "dicom", n_patients=4, per_patient=2)
+    bad = sorted((root / "lesion").iterdir())[0]
+    data = bad.read_bytes()
+    tag = b"\x28\x00\x50\x10DS\x06\x00"  # WindowCenter, "2048.0"
+    assert data.count(tag + b"2048.0") == 1
+    bad.write_bytes(data.replace(tag + b"2048.0", tag + b"abcde "))
+    with pytest.raises(CorruptImageError, match=rf"{bad.name}: malformed header value") as info:
+        custom.ingest("scans", {"format": "folder", "path": str(root)}, tmp_path / "raw")
+    assert "abcde" not in str(info.value) and not (tmp_path / "raw").exists()
+    assert cli_main(["dataset", "check", "--path", str(root)]) == 1  # listed as a problem, no traceback
+    out = capsys.readouterr().out
+    assert f"{bad.name}: malformed header value" in out and "abcde" not in out
+
+
+def test_dataset_check_validates_the_entry_against_the_workflow_schema(tmp_path, capsys):
+    root = png_folder(tmp_path / "imgs", n=10)
+    config = tmp_path / "params.yaml"
+    entry = {"format": "folder", "path": str(root), "test_fration": 0.3, "dicom": {"voi": "minimaxx"}}
+    config.write_text(json.dumps({"custom_datasets": {"pets": entry}}))
+    assert cli_main(["dataset", "check", "pets", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "custom_datasets.pets: Additional properties are not allowed ('test_fration' was unexpected)" in out
+    assert "custom_datasets.pets.dicom.voi: 'minimaxx' is not one of" in out
+    del entry["test_fration"], entry["dicom"]
+    config.write_text(json.dumps({"custom_datasets": {"pets": entry}}))
+    assert cli_main(["dataset", "check", "pets", "--config", str(config)]) == 0
+    out = capsys.readouterr().out  # the carve ingest makes: 8 + 8 train, 2 + 2 test
+    assert "problems: none" in out and "test split: carved (test_fraction 0.2, seed 42" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  t")}
+    assert rows == {"train": ["8", "8", "16"], "test": ["2", "2", "4"]}
+
+
 def test_dicom_folder_ingest_writes_no_patient_field_and_groups_by_patient_id(tmp_path):
     root = dicom_folder(tmp_path / "dicom", n_patients=10, per_patient=3)
     report = custom.ingest("scans", {"format": "folder", "path": str(root)}, tmp_path / "raw")
@@ -233,7 +319,7 @@ def test_dataset_check_prints_counts_formats_and_problems(tmp_path, capsys):
     write_dicom(root / "lesion" / "multi.dcm", np.zeros((2, 8, 8)), frames=True)
     assert cli_main(["dataset", "check", "--path", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "5 image files, 4 decoded; classes lesion, normal" in out and "to carve" in out
+    assert "5 image files, 4 decoded; classes lesion, normal" in out and "test split: carved" in out
     assert "DICOM MONOCHROME2 12-bit, window: 4" in out and "patients: 4 (DICOM PatientID)" in out
     assert "problems: 1" in out and "multi.dcm has 2 frames" in out
     (root / "lesion" / "multi.dcm").unlink()

@@ -69,23 +69,52 @@ def check_name(name: str) -> None:
         raise DatasetError(f"dataset name {name!r} is a built-in dataset; choose another name")
 
 
-def is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if path.suffix:
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR (an index: no pixels)
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:  # the "DICM" magic after the 128-byte preamble
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
         return False
-    with open(path, "rb") as fh:  # DICOM files often have no suffix: the "DICM" magic after the preamble
-        fh.seek(128)
-        return fh.read(4) == b"DICM"
+
+
+def is_dicom(path: Path) -> bool:
+    """A ``.dcm`` / ``.dicom`` file, or any file without a known image suffix (none, or a UID's last number
+    such as ``1.2.840.113619.2.55.0``) that has the DICM magic."""
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix in IMAGE_SUFFIXES:
+        return False
+    return _has_dicm_magic(path)
+
+
+def is_dicomdir(path: Path) -> bool:
+    """A DICOMDIR (a media index, no pixel data): named so, or with the Media Storage Directory SOP class."""
+    if path.name.upper() == "DICOMDIR":
+        return True
+    if path.suffix.lower() in DICOM_SUFFIXES or not _has_dicm_magic(path):
+        return False
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        return str(read_file_meta_info(path).get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
+    except Exception:  # noqa: BLE001 - an unreadable header: decoding names the file
+        return False
 
 
 def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) under ``folder``, recursively, sorted; hidden files and folders ignored."""
+    """(image files, other files) under ``folder``, recursively, sorted; hidden files and folders ignored, and
+    a DICOMDIR counted as another file."""
     images, other = [], []
     for p in sorted(folder.rglob("*")):
         if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
-        (images if p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p) else other).append(p)
+        image = p.suffix.lower() in IMAGE_SUFFIXES or (is_dicom(p) and not is_dicomdir(p))
+        (images if image else other).append(p)
     return images, other
 
 
@@ -126,7 +155,7 @@ def scan_csv(csv_path: Path) -> list[Source]:
     """Columns ``path, label`` (paths relative to the CSV's folder), optional ``split`` and ``patient_id``."""
     if not csv_path.is_file():
         raise DatasetError(f"{csv_path}: CSV file not found")
-    with open(csv_path, newline="") as fh:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM (Excel) is not part of a name
         reader = csv.DictReader(fh)
         missing = {"path", "label"} - set(reader.fieldnames or [])
         if missing:
@@ -161,6 +190,9 @@ def scan(name: str, entry: dict) -> tuple[DatasetSpec, list[Source], list[Path]]
         raise DatasetError(f"dataset {name}: no image files under {root}")
     found = sorted({s.class_name for s in sources})
     classes = tuple(entry.get("classes") or found)
+    if len(classes) < 2:
+        raise DatasetError(f"dataset {name}: a classifier needs at least 2 classes; {root} has "
+                           f"{len(classes)} ({', '.join(classes)})")
     for s in sources:
         if s.class_name not in classes:
             raise DatasetError(f"{s.origin}: label {s.class_name!r} is not one of the classes {list(classes)}")
@@ -174,6 +206,10 @@ def scan(name: str, entry: dict) -> tuple[DatasetSpec, list[Source], list[Path]]
     for split in ("train", "test") if given != {None} else ():
         if not sum(n for (sp, _), n in counts.items() if sp == split):
             raise DatasetError(f"dataset {name}: the {split} split of {root} is empty")
+        for c in classes:  # a class missing from a split: its metrics would be undefined (NaN)
+            if not counts[(split, c)]:
+                raise DatasetError(f"dataset {name}: class {c!r} has no images in the {split} split of {root}; "
+                                   "every class needs images in both train and test")
     positive = entry.get("positive_class")
     if positive is not None and (positive not in classes or len(classes) != 2):
         raise DatasetError(f"dataset {name}: positive_class {positive!r} needs two classes, one of them it "
@@ -214,8 +250,6 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
     mapped linearly to 0-255; MONOCHROME1 inverted. Colour: ITU-R 601 luma. The PatientID returned must stay in
     memory (grouping only)."""
     import pydicom
-    from pydicom.multival import MultiValue
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     # pydicom's warnings and log lines may quote header values (an invalid date, a name): they must not reach logs
     warnings.filterwarnings("ignore", module="pydicom")
@@ -224,6 +258,20 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - InvalidDicomError, truncated files, bad elements ...
         raise CorruptImageError(f"cannot read DICOM file {path}: {exc}") from exc
+    try:
+        return _dicom_pixels(ds, path, voi, multiframe)
+    except CorruptImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed header value (WindowCenter 'abcde', ...) and the like
+        # the exception's text is not quoted: it may hold a header value, and headers hold patient information
+        raise CorruptImageError(f"DICOM file {path}: malformed header value or pixel data ({type(exc).__name__}; "
+                                "the value is not shown)") from None
+
+
+def _dicom_pixels(ds, path: Path, voi: str, multiframe: str) -> tuple[np.ndarray, str | None, str]:
+    from pydicom.multival import MultiValue
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in ds:
         raise CorruptImageError(f"DICOM file {path} holds no pixel data")
     syntax = ds.file_meta.get("TransferSyntaxUID")
@@ -263,10 +311,20 @@ def decode_dicom(path: Path, voi: str = "header", multiframe: str = "error") -> 
 
 
 def decode_file(path: Path, dicom: dict | None = None) -> tuple[np.ndarray, str | None, str]:
-    """(8-bit grayscale pixels, DICOM PatientID or None, format) of an image file; raises CorruptImageError."""
+    """(8-bit grayscale pixels, DICOM PatientID or None, format) of an image file; raises CorruptImageError (naming
+    the file) whatever goes wrong."""
     dicom = {**DEFAULTS["dicom"], **(dicom or {})}
-    if is_dicom(path):
-        return decode_dicom(path, dicom["voi"], dicom["multiframe"])
+    try:
+        if is_dicom(path):
+            return decode_dicom(path, dicom["voi"], dicom["multiframe"])
+        return _decode_image(path, dicom)
+    except CorruptImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable file, a decompression bomb, ...
+        raise CorruptImageError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_image(path: Path, dicom: dict) -> tuple[np.ndarray, str | None, str]:
     data = path.read_bytes()
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -303,6 +361,34 @@ def carve_test_split(labels: list[int], groups: list[int], fraction: float, seed
     if mask.all() or not mask.any():
         raise DatasetError(f"the carved test split of {len(labels)} images is {'everything' if mask.all() else 'empty'}")
     return mask
+
+
+def assign_splits(name: str, spec: DatasetSpec, sources: list[Source], groups: list[int],
+                  entry: dict) -> list[str]:
+    """The split of each source: as given, else carved (:func:`carve_test_split` with the entry's test_fraction
+    and seed). Raises :class:`DatasetError` when a class would have no image in the carved train or test split
+    (its metrics would be undefined)."""
+    if sources and sources[0].split is not None:
+        return [s.split for s in sources]
+    fraction, seed = split_settings(entry)
+    labels = [spec.classes.index(s.class_name) for s in sources]
+    test = carve_test_split(labels, groups, fraction, seed)
+    splits = ["test" if t else "train" for t in test]
+    for c in spec.classes:
+        n = {sp: sum(1 for s, x in zip(sources, splits) if s.class_name == c and x == sp) for sp in ("train", "test")}
+        for sp in ("test", "train"):
+            if not n[sp]:
+                raise DatasetError(
+                    f"dataset {name}: the carved {sp} split (test_fraction {fraction}, seed {seed}) holds no image "
+                    f"of class {c!r} ({n['train'] + n['test']} images); "
+                    + ("raise test_fraction, " if sp == "test" else "lower test_fraction, ")
+                    + f"add images of {c!r}, or give the split (train/ and test/ folders, or a split column)")
+    return splits
+
+
+def split_settings(entry: dict) -> tuple[float, int]:
+    return (float(entry.get("test_fraction", DEFAULTS["test_fraction"])),
+            int(entry.get("seed", DEFAULTS["seed"])))
 
 
 def _decode_all(sources: list[Source], dicom: dict, threads: int, problems: list | None):
@@ -342,12 +428,8 @@ def ingest(name: str, entry: dict, out_dir: str | Path, threads: int = 1) -> dic
     groups, n_patients, origin = _patient_groups(sources, decoded)
     labels = [spec.classes.index(s.class_name) for s in sources]
     carved = sources[0].split is None
-    fraction, seed = float(entry.get("test_fraction", DEFAULTS["test_fraction"])), int(entry.get("seed", 42))
-    if carved:
-        test = carve_test_split(labels, groups, fraction, seed)
-        splits = ["test" if t else "train" for t in test]
-    else:
-        splits = [s.split for s in sources]
+    fraction, seed = split_settings(entry)
+    splits = assign_splits(name, spec, sources, groups, entry)
     entries = {}
     for i, (s, (pixels, _, _), split, label, group) in enumerate(zip(sources, decoded, splits, labels, groups)):
         buf = io.BytesIO()
@@ -384,18 +466,46 @@ def ingest(name: str, entry: dict, out_dir: str | Path, threads: int = 1) -> dic
     return report
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def validate_entry(name: str, entry) -> list[str]:
+    """The problems of a ``custom_datasets`` entry under the workflow's JSON schema (unknown or misspelled keys,
+    values outside an enum or range), each as ``custom_datasets.<name>.<key>: <what is wrong>``."""
+    import jsonschema
+    import yaml
+
+    if not SCHEMA.is_file():  # an installed package without the workflow: nothing to validate against
+        return []
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["custom_datasets"]
+    config = {"custom_datasets": {name: entry}}
+    return [f"{'.'.join(['custom_datasets', *map(str, e.absolute_path)])}: {e.message}"
+            for e in sorted(jsonschema.Draft7Validator(schema).iter_errors(config["custom_datasets"]),
+                            key=lambda e: list(map(str, e.absolute_path)))]
+
+
 def check(name: str, entry: dict, threads: int = 1) -> dict:
-    """What :func:`ingest` would find, without writing anything: counts per split and class, image sizes,
-    formats, and every problem (a bad file does not stop the check)."""
+    """What :func:`ingest` would find, without writing anything: the entry checked against the workflow's schema,
+    counts per split (the test split carved as ingest carves it) and class, image sizes, formats, and every problem
+    (a bad file does not stop the check)."""
+    problems = validate_entry(name, entry)
+    if problems:
+        return {"dataset": name, "problems": problems}
     try:
         spec, sources, ignored = scan(name, entry)
     except DatasetError as exc:
         return {"dataset": name, "problems": [str(exc)]}
-    problems: list[str] = []
     decoded = _decode_all(sources, entry.get("dicom") or {}, threads, problems)
     good = [(s, d) for s, d in zip(sources, decoded) if d is not None]
     groups, n_patients, origin = _patient_groups([s for s, _ in good], [d for _, d in good])
-    counts = Counter((s.split or "to carve", s.class_name) for s, _ in good)
+    carved = sources[0].split is None
+    splits = ["to carve"] * len(good)
+    if good:
+        try:  # the split ingest would give the decoded images
+            splits = assign_splits(name, spec, [s for s, _ in good], groups, entry)
+        except DatasetError as exc:
+            problems.append(str(exc))
+    counts = Counter((sp, s.class_name) for sp, (s, _) in zip(splits, good))
     shapes = [d[0].shape for _, d in good]
     if origin and sources[0].split is not None:
         by_split = {sp: {g for g, (s, _) in zip(groups, good) if s.split == sp} for sp in ("train", "test")}
@@ -407,7 +517,9 @@ def check(name: str, entry: dict, threads: int = 1) -> dict:
         "dataset": name,
         "classes": list(spec.classes),
         "counts": {sp: {c: counts[(sp, c)] for c in spec.classes}
-                   for sp in sorted({sp for sp, _ in counts})},
+                   for sp in ("train", "test", "to carve") if sp in {x for x, _ in counts}},
+        "test_split": ({"carved": True, "fraction": split_settings(entry)[0], "seed": split_settings(entry)[1]}
+                       if carved else {"carved": False}),
         "images": len(sources),
         "decoded": len(good),
         "patients": n_patients if origin else None,
@@ -437,8 +549,13 @@ def check_text(report: dict) -> str:
                          f"{report['width'][0]}-{report['width'][1]} px")
         lines.append(f"patients: {report['patients']} ({report['patient_id_source']})" if report["patient_id_source"]
                      else "patients: no patient ids (each image is its own group)")
-        if report["files_ignored"]:
-            lines.append(f"ignored (not an image): {len(report['files_ignored'])} files, first {report['files_ignored'][0]}")
+        split = report["test_split"]
+        lines.append(f"test split: carved (test_fraction {split['fraction']}, seed {split['seed']}, stratified by "
+                     f"class, grouped by {report['patient_id_source'] or 'image'})" if split["carved"] else "test split: given")
+        ignored = report["files_ignored"]
+        if ignored:
+            lines.append(f"ignored (not an image, or a DICOMDIR): {len(ignored)} files")
+            lines += [f"  {p}" for p in ignored[:10]] + ([f"  ... and {len(ignored) - 10} more"] if len(ignored) > 10 else [])
     lines.append(f"problems: {len(report['problems'])}" if report["problems"] else "problems: none")
     lines += [f"  {p}" for p in report["problems"]]
     return "\n".join(lines)
