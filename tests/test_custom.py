@@ -351,3 +351,14 @@ def test_the_workflow_refuses_a_bad_custom_entry_before_any_job(tmp_path, datase
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "bad.yaml"], cwd=wd,
                           env=tool_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_workflow_inputs_lists_each_custom_datasets_files_and_refuses_an_undefined_name(tmp_path):
+    png_folder(tmp_path, n=5)
+    path = write_csv(tmp_path / "l.csv", [(f"{c}/img{i}.png", c) for c in ("cats", "dogs") for i in range(5)])
+    inputs = custom.workflow_inputs(["chest_xray", "pets"], {"pets": {"format": "csv", "path": str(path)}})
+    assert list(inputs) == ["pets"] and len(inputs["pets"]) == 11 and str(path) in inputs["pets"]
+    with pytest.raises(custom.DatasetError, match="'mine' is neither built in"):
+        custom.workflow_inputs(["mine"], {})
+    with pytest.raises(custom.DatasetError, match="custom_datasets.pets: .*folder not found"):
+        custom.workflow_inputs(["pets"], {"pets": {"format": "folder", "path": str(tmp_path / "nowhere")}})

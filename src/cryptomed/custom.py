@@ -217,6 +217,25 @@ def scan(name: str, entry: dict) -> tuple[DatasetSpec, list[Source], list[Path]]
     return spec_of(name, {**entry, "classes": list(classes)}), sources, ignored
 
 
+def workflow_inputs(datasets: list[str], custom: dict) -> dict[str, list[str]]:
+    """For the workflow (common.smk): each custom dataset of ``datasets`` -> the files its import reads (its
+    images, and its CSV); raises :class:`DatasetError` for a name neither built in nor under ``custom`` and for
+    an entry :func:`scan` refuses (the message prefixed ``custom_datasets.<name>:``)."""
+    inputs = {}
+    for name in datasets:
+        if name not in DATASETS and name not in custom:
+            raise DatasetError(f"dataset {name!r} is neither built in ({', '.join(DATASETS)}) nor defined under "
+                               "custom_datasets")
+        if name in custom:
+            try:
+                _, sources, _ = scan(name, custom[name])
+            except DatasetError as exc:
+                raise DatasetError(f"custom_datasets.{name}: {exc}") from None
+            inputs[name] = sorted({str(s.path) for s in sources} |
+                                  ({custom[name]["path"]} if custom[name]["format"] == "csv" else set()))
+    return inputs
+
+
 def spec_of(name: str, entry: dict) -> DatasetSpec:
     """The spec of a custom dataset; its classes are the entry's, else (scanning the files) the names found."""
     if not entry.get("classes"):

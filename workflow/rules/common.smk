@@ -16,21 +16,13 @@ DATASETS = config["datasets"]
 # label, a class without images or an empty split stops the run before anything is written.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from cryptomed.datasets import DATASETS as _BUILTIN
-from cryptomed.custom import DatasetError, scan as _scan_custom
+from cryptomed.custom import DatasetError, workflow_inputs as _custom_inputs
 
 CUSTOM = config.get("custom_datasets") or {}
-CUSTOM_FILES = {}  # custom dataset -> the files it reads (inputs of its download rule)
-for _ds in DATASETS:
-    if _ds not in _BUILTIN and _ds not in CUSTOM:
-        raise WorkflowError(f"dataset {_ds!r} is neither built in ({', '.join(_BUILTIN)}) nor defined under "
-                            "custom_datasets")
-    if _ds in CUSTOM:
-        try:
-            _spec, _sources, _ = _scan_custom(_ds, CUSTOM[_ds])
-        except DatasetError as exc:
-            raise WorkflowError(f"custom_datasets.{_ds}: {exc}") from None
-        CUSTOM_FILES[_ds] = sorted({str(s.path) for s in _sources} |
-                                   ({CUSTOM[_ds]["path"]} if CUSTOM[_ds]["format"] == "csv" else set()))
+try:
+    CUSTOM_FILES = _custom_inputs(DATASETS, CUSTOM)  # custom dataset -> the files it reads (its download's inputs)
+except DatasetError as exc:
+    raise WorkflowError(str(exc)) from None
 
 # Threads of the Keras rules: scaled down to --cores when run locally; the CPUs one job asks for on a cluster.
 # (A constant, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
