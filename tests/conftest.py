@@ -74,3 +74,16 @@ def run(tmp_path_factory):
     proc = snakemake(wd, mirror=SHARED_DATA)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd, proc
+
+
+@pytest.fixture(scope="session")
+def report(run, tmp_path_factory):
+    """`snakemake --report` of the shared run, built once (outside the run's folder, which tests scan) and read by
+    tests/test_workflow.py (every figure and caption) and tests/test_report_browser.py (opened in Chromium)."""
+    from workflow_helpers import snakemake
+
+    wd, _ = run
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    proc = snakemake(wd, extra=["--report", str(path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from browser import CHROMIUM, with_page
-from workflow_helpers import snakemake
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian's `chromium`; .ci/run installs it)")]
@@ -48,15 +47,6 @@ SHOWN_IMAGE = """(name => {{
 }})({name})"""
 
 DECODED = "(href => atob(href.split('base64,')[1]))({href})"
-
-
-@pytest.fixture(scope="module")
-def report(run, tmp_path_factory):
-    wd, _ = run
-    path = tmp_path_factory.mktemp("report") / "report.html"
-    proc = snakemake(wd, extra=["--report", str(path)])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return path
 
 
 def test_report_renders_with_figures_and_tables_in_chromium(report, tmp_path):

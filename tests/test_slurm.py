@@ -2,6 +2,11 @@
 
 `.ci/run` starts a single-node cluster on localhost with one fake GPU (`.ci/slurm-cluster`) and exports
 SLURM_CONF; without a cluster the test is skipped.
+
+The test reruns, as Slurm jobs, part of a copy of the shared small run (tests/conftest.py `run`): chest X-ray from
+`download` to `decrypt`, and brain MRI from the proposed method's `train` to `compare_baselines`. The two chains
+are independent, so they run side by side: every stage of the workflow is a Slurm job once, at about half the time
+of a whole second run (each Slurm job waits for a status check).
 """
 
 import os
@@ -11,9 +16,13 @@ import subprocess
 
 import pytest
 
-from workflow_helpers import copy_workflow, snakemake
+from workflow_helpers import copy_run, snakemake
 
 pytestmark = pytest.mark.e2e
+
+FORCED = ("data/raw/chest_xray/images.tar", "results/brain_mri/models/aes_cnn.keras")  # with what follows them
+TARGETS = ("results/chest_xray/timing/decrypt.csv", "results/brain_mri/comparison.md")
+RULES = {"download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines"}
 
 
 def slurm_up() -> bool:
@@ -22,29 +31,32 @@ def slurm_up() -> bool:
     return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0
 
 
+def job_info(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
 @pytest.mark.skipif(not slurm_up(), reason="no Slurm cluster (SLURM_CONF unset or not answering; .ci/run starts one)")
-def test_small_workflow_runs_as_slurm_jobs_and_gpu_rules_get_a_gpu(tmp_path, shared_data):
-    wd = copy_workflow(tmp_path / "wf")
-    (wd / "config/slurm.yaml").write_text(
-        "datasets: [chest_xray]\nsecurity:\n  enabled: false\n"
-        "baselines:\n  transfer:\n    enabled: false\n  he_linear:\n    enabled: false\n")
+def test_small_workflow_runs_as_slurm_jobs_and_gpu_rules_get_a_gpu(run, tmp_path, shared_data):
+    wd = copy_run(run[0], tmp_path / "wf")
+    before = {rel: (wd / rel).stat().st_mtime_ns for rel in TARGETS}
     proc = snakemake(
-        wd, configs=["config/test.yaml", "config/slurm.yaml"], mirror=shared_data, timeout=1800,
-        extra=["--profile", "profiles/slurm", "--jobs", "4", "--slurm-status-command", "squeue",
-               "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
+        wd, *TARGETS, mirror=shared_data, timeout=1800,
+        extra=["--forcerun", *FORCED, "--profile", "profiles/slurm", "--jobs", "4", "--slurm-status-command", "squeue",
+               "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs",
                "--default-resources", "runtime=30", "mem_mb=1500", "--set-resources", "train:mem_mb=3000",
                "--latency-wait", "15"])
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    assert (wd / "results/chest_xray/comparison.md").is_file()
+    assert all((wd / rel).stat().st_mtime_ns > before[rel] for rel in TARGETS)  # rewritten by this run
     logs = wd / ".snakemake/slurm_logs"
-    for rule in ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines"):
-        assert list((logs / f"rule_{rule}").rglob("*.log")), f"{rule} did not run as a Slurm job"
-    # the GPU-tagged rule's jobs were submitted with --gpus=1 and Slurm allocated the (fake) GPU to them
-    train_ids = [p.stem for p in (logs / "rule_train").rglob("*.log")]
-    assert len(train_ids) == 3
-    for job_id in train_ids:
-        info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-        assert re.search(r"gres/gpu[:=]1|gpu:1", info), info
-    for job_id in (p.stem for p in (logs / "rule_encrypt").rglob("*.log")):
-        info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-        assert "gpu" not in info.lower().replace("gpu=0", ""), info
+    # every job ran as a Slurm job (a log per job in a folder per rule), and only the jobs the forced ones imply
+    jobs = {p.stem: p.relative_to(logs).parts[0].removeprefix("rule_") for p in logs.glob("rule_*/**/*.log")}
+    assert set(jobs.values()) == RULES, jobs
+    assert len(jobs) == len(RULES)
+    # the GPU-tagged rule's job was submitted with --gpus=1 and Slurm allocated the (fake) GPU to it; no job of a
+    # CPU rule asked for one
+    for job_id, rule in jobs.items():
+        info = job_info(job_id)
+        if rule == "train":
+            assert re.search(r"gres/gpu[:=]1|gpu:1", info), info
+        else:
+            assert "gpu" not in info.lower().replace("gpu=0", ""), info

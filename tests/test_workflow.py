@@ -163,11 +163,8 @@ def test_key_material_never_leaves_the_key_file(run):
             assert key not in data and key_hex.encode() not in data, path
 
 
-def test_report_has_every_figure_with_its_caption(run):
-    wd, _ = run
-    proc = snakemake(wd, extra=["--report", "results/report.html"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    html = (wd / "results/report.html").read_text()
+def test_report_has_every_figure_with_its_caption(report):
+    html = report.read_text()  # `snakemake --report` of the shared run (tests/conftest.py)
     for name in ("training_curves.png", "confusion_matrices.png", "roc_curves.png", "timing.png", "comparison.png",
                  "comparison.md", "data_report.json", "modes.png", "histograms.png", "summary.md"):
         assert name in html, name
