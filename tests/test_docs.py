@@ -160,5 +160,10 @@ def test_the_verdict_follows_the_comparison_file(results):
     frame.loc[shallow, ["Accuracy", "McNemar p vs proposed"]] = [0.95, 0.01]
     frame.to_csv(path, index=False)
     line = [t for t in res().splitlines() if "chest" in t.lower()][0]
-    assert "Conventional shallow CNN without AES is the most accurate (0.950)" in line
-    assert "McNemar p = 0.010, significant" in line
+    assert "the proposed method (0.900) is below Conventional shallow CNN without AES 0.950" in line
+    assert "(McNemar p = 0.010, significant)" in line
+    frame.loc[shallow, ["Accuracy", "McNemar p vs proposed"]] = [0.9, float("nan")]  # a tie, no paired test
+    frame.to_csv(path, index=False)
+    line = [t for t in res().splitlines() if "chest" in t.lower()][0]
+    assert "the proposed method is the most accurate (0.900)" in line
+    assert "tied with Conventional shallow CNN without AES (no paired test)" in line

