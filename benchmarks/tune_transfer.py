@@ -21,21 +21,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from tune_cnn import score  # noqa: E402  (the same validation scores as the CNN search)
 
 TAPS = {
     "head": ("head",),
     "stages567_head": ("stage5", "stage6", "stage7", "head"),
     "stages34567_head": ("stage3", "stage4", "stage5", "stage6", "stage7", "head"),
 }
-
-
-def scores(y, probs) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
-
-    pred = probs.argmax(1)
-    auc = roc_auc_score(y, probs[:, 1]) if probs.shape[1] == 2 else roc_auc_score(y, probs, multi_class="ovr")
-    return {"val_accuracy": accuracy_score(y, pred), "val_balanced_accuracy": balanced_accuracy_score(y, pred),
-            "val_roc_auc": auc, "val_loss": log_loss(y, probs, labels=list(range(probs.shape[1])))}
 
 
 def main() -> None:
@@ -80,7 +72,7 @@ def main() -> None:
                     head.fit(feats[tr], labels[tr])
                     row = {"dataset": dataset, "image_size": size, "taps": name, "features": feats.shape[1],
                            "head": "logistic_regression", "C": c,
-                           **scores(labels[va], head.predict_proba(feats[va])),
+                           **score(labels[va], head.predict_proba(feats[va])),
                            "feature_images_per_second": len(feats) / seconds,
                            "head_seconds": time.perf_counter() - t0, "device": args.device}
                     rows.append(row)

@@ -105,8 +105,8 @@ def _verify(args) -> int:
     lock = args.dvc_lock if args.dvc_lock else ("dvc.lock" if os.path.isfile("dvc.lock") else None)
     failed = 0
     for path in args.containers:
-        result, arrays, _ = verify_container(path, kek, workers=args.workers)
-        n = len(arrays["ids"])
+        result, _, _ = verify_container(path, kek, workers=args.workers)
+        n = result["records"]
         lines = [f"{path}: all {n} records verified ({', '.join(f'{printable(k)} {v}' for k, v in result['split_counts'].items())}); "
                  f"file id {result['file_id']}, content sha256 {result['content_sha256']}"]
         if lock:

@@ -166,7 +166,7 @@ def short_data_line(res: Results, ds: str) -> str:
     other count is in the ``data:<dataset>`` block of docs/results.md."""
     report = res.json(f"{ds}/data_report.json")
     counts = report.get("counts", {})
-    text = "Images: " + " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
+    text = "Images: " + _kept(counts)
     size = (report.get("settings") or {}).get("image_size")
     if size:
         text += f" at {size}×{size} px"
@@ -225,12 +225,16 @@ def _summary_counts(node: dict, prefix: str) -> list[tuple[str, int]]:
     return out
 
 
+def _kept(counts: dict) -> str:
+    return " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
+
+
 def data_line(res: Results, ds: str) -> str:
     """Images kept per split and the counts the data report holds on what was removed or grouped: every integer
     under ``dropped``, and the summary counts of any duplicate / near-copy / patient / group section."""
     report = res.json(f"{ds}/data_report.json")
     counts = report.get("counts", {})
-    kept = " / ".join(f"{fint(counts[s]['total'])} {s}" for s in ("train", "val", "test") if s in counts)
+    kept = _kept(counts)
     removed = _counts(report.get("dropped"))
     for key, value in report.items():
         if key in ("dropped", "counts", "settings") or not any(

@@ -553,7 +553,7 @@ def transfer_features_stage(smk) -> None:
     cfg = dict(smk.params.efficientnet)
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
-    taps = tuple(cfg.get("taps", ["head"]))
+    taps = tuple(cfg["taps"])
     feats, seconds = efficientnet_features(smk.input.weights, arrays["images"], size, int(cfg["batch_size"]),
                                            taps=taps)
     rate = len(feats) / max(seconds, 1e-9)
@@ -580,7 +580,7 @@ def efficientnet_transfer_stage(smk) -> None:
     probs = np.asarray(head.predict_proba(f[split["test"]]), dtype=np.float64)
     head_s = time.perf_counter() - t0
     n_all, size = len(y), int(data["image_size"])
-    taps = [str(t) for t in data["taps"]] if "taps" in data else ["head"]
+    taps = [str(t) for t in data["taps"]]
     layers = "pooled head features" if taps == ["head"] else f"pooled features of {'+'.join(taps)}"
     feature_s = float(data["seconds"]) / max(1, n_all)
     timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}

@@ -146,7 +146,7 @@ def efficientnet_feature_params(wildcards):
     dataset's features rerun when it changes)."""
     cfg = TRANSFER["efficientnet_lite0"]
     size = (cfg.get("image_size_by_dataset") or {}).get(wildcards.dataset, cfg["image_size"])
-    return {"image_size": size, "batch_size": cfg["batch_size"], "taps": cfg.get("taps", ["head"])}
+    return {"image_size": size, "batch_size": cfg["batch_size"], "taps": cfg["taps"]}
 
 
 def transfer_inputs(wildcards):
