@@ -22,9 +22,10 @@ run: setup
 pull: setup
 	$(VENV)/bin/python -m cryptomed pull
 
-# Everything, as CI runs it; the 15 slowest tests are listed at the end.
+# Everything, as CI runs it, on two workers (tests/conftest.py: the end-to-end tests stay together on one); the 15
+# slowest tests are listed at the end.
 test: setup
-	$(VENV)/bin/python -m pytest --durations=15
+	$(VENV)/bin/python -m pytest -n 2 --durations=15
 
 # Unit tests only (no end-to-end run, nothing marked slow): about a minute.
 test-fast: setup

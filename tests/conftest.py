@@ -23,6 +23,32 @@ SLOW = {
 }
 
 
+# `make test` runs two pytest-xdist workers (`-n 2`). The end-to-end tests that use the shared small run (the
+# session fixture `run` below) take turns with it, so they go to one worker together, in file order; the
+# custom-dataset test (a run of its own) is one unit too; the other tests are balanced over both workers, beside
+# them (the end-to-end tests leave a core idle much of the time: Snakemake chains of one job, Slurm status checks).
+# Grouping only saves time: a test of these files on another worker would make a shared run of its own.
+# (pytest-xdist's `xdist_group` marks do not group under pytest 9.2, so the scheduler is ours.)
+GROUPS = {
+    **dict.fromkeys(["tests/test_workflow.py", "tests/test_dvc_e2e.py", "tests/test_crash_safety.py",
+                     "tests/test_slurm.py", "tests/test_report_browser.py"], "shared_run"),
+    "tests/test_custom_workflow.py": "custom_run",
+    "tests/test_dvc.py": "snakemake_in_repo",  # the tests that run Snakemake in the repository itself
+    "tests/test_docs.py::test_committed_rulegraph_shows_every_rule": "snakemake_in_repo",
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return GROUPS.get(nodeid.split("::")[0]) or GROUPS.get(nodeid.split("[")[0]) or nodeid
+
+    return Scheduler(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.split("[")[0] in SLOW:

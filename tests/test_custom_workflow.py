@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 ENTRY = {"format": "folder", "path": "../my_dicoms", "positive_class": "lesion"}
 TARGETS = ("download", "preprocess", "encrypt", "decrypt", "train_aes_cnn", "evaluate_aes_cnn", "train_shallow_cnn",
            "evaluate_shallow_cnn", "baseline_aes_classical", "baseline_he_linear", "convert_efficientnet",
-           "transfer_features", "baseline_efficientnet_transfer", "compare_baselines", "plot_results",
+           "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
            "security_analysis")
 
 
@@ -56,7 +56,8 @@ def test_the_custom_dataset_goes_through_every_stage(custom_run):
     assert "0.965" not in table.split("Paper columns")[0]  # the paper's claim is about its data, not these images
     assert (wd / "results/report.html").stat().st_size > 10_000
     assert sorted(p.name for p in (wd / "results/scans/metrics").glob("*.json")) == sorted(
-        f"{m}.json" for m in ("aes_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer"))
+        f"{m}.json" for m in ("aes_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
+                              "ensemble"))
 
 
 def test_no_dicom_patient_field_appears_in_any_output_snakemake_metadata_or_the_dvc_remote(custom_run):

@@ -129,10 +129,11 @@ def test_dvc_repro_of_a_stage_rebuilds_the_same_bytes_through_snakemake(project)
 
 
 @pytest.mark.parametrize("section,key,value,expected", [
-    ("train", "epochs", 3, {"train", "evaluate", "compare_baselines", "plot_results"}),
+    ("train", "epochs", 3, {"train", "evaluate", "baseline_ensemble", "compare_baselines", "plot_results"}),
     ("preprocess", "image_size", 24,
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "transfer_features", "baseline_efficientnet_transfer", "compare_baselines", "plot_results"}),
+      "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines",
+      "plot_results"}),
     (None, None, None, set()),
 ])
 def test_a_config_change_is_stale_to_the_same_jobs_in_both_tools(project, section, key, value, expected):

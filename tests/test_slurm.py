@@ -6,13 +6,15 @@ SLURM_CONF; without a cluster the test is skipped.
 The test reruns, as Slurm jobs, part of a copy of the shared small run (tests/conftest.py `run`): chest X-ray from
 `download` to `decrypt`, and brain MRI from the proposed method's `train` to `compare_baselines`. The two chains
 are independent, so they run side by side: every stage of the workflow is a Slurm job once, at about half the time
-of a whole second run (each Slurm job waits for a status check).
+of a whole second run. Snakemake runs through tests/snakemake_quick_status.py, which caps the executor's wait between
+status checks at 2 s (the plugin adds 10 s to it before each check while no job ends).
 """
 
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 FORCED = ("data/raw/chest_xray/images.tar", "results/brain_mri/models/aes_cnn.keras")  # with what follows them
 TARGETS = ("results/chest_xray/timing/decrypt.csv", "results/brain_mri/comparison.md")
-RULES = {"download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "compare_baselines"}
+RULES = {"download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_ensemble", "compare_baselines"}
 
 
 def slurm_up() -> bool:
@@ -40,7 +42,7 @@ def test_small_workflow_runs_as_slurm_jobs_and_gpu_rules_get_a_gpu(run, tmp_path
     wd = copy_run(run[0], tmp_path / "wf")
     before = {rel: (wd / rel).stat().st_mtime_ns for rel in TARGETS}
     proc = snakemake(
-        wd, *TARGETS, mirror=shared_data, timeout=1800,
+        wd, *TARGETS, mirror=shared_data, timeout=1800, entry=[str(Path(__file__).with_name("snakemake_quick_status.py"))],
         extra=["--forcerun", *FORCED, "--profile", "profiles/slurm", "--jobs", "4", "--slurm-status-command", "squeue",
                "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs",
                "--default-resources", "runtime=30", "mem_mb=1500", "--set-resources", "train:mem_mb=3000",

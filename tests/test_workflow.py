@@ -24,8 +24,9 @@ pytestmark = pytest.mark.e2e
 
 RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
          "baseline_he_linear", "convert_efficientnet", "transfer_features", "baseline_efficientnet_transfer",
-         "compare_baselines", "plot_results")
-METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer")
+         "baseline_ensemble", "compare_baselines", "plot_results")
+METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
+           "ensemble")
 CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
 
 
@@ -135,7 +136,8 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert a == (wd / f"results/{ds}/predictions/plain_cnn.csv").read_bytes()
         tests = json.loads((wd / f"results/{ds}/paired_tests.json").read_text())
         assert tests["plain_cnn"]["identical_predictions"] and tests["plain_cnn"]["p_value"] == 1.0
-        assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer"}
+        assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
+                             "ensemble"}
         transfer = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())["transfer"]
         assert transfer["weights"] == "imagenet" and transfer["C"] in (0.01, 1.0)  # real ImageNet weights, offline
         assert (wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5").is_file()
@@ -199,21 +201,24 @@ def test_nothing_to_do_after_a_complete_run(run):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("train:\n  epochs: 3\n", {"train", "evaluate", "compare_baselines", "plot_results", "all"}),
+    ("train:\n  epochs: 3\n", {"train", "evaluate", "baseline_ensemble", "compare_baselines", "plot_results", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "transfer_features", "baseline_efficientnet_transfer", "compare_baselines", "plot_results", "all"}),
+      "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "all"}),
     ("preprocess:\n  near_copy_threshold: 0.1\n",  # leakage policy: preprocess onward, nothing before it
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "transfer_features", "baseline_efficientnet_transfer", "compare_baselines", "plot_results", "all"}),
+      "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "all"}),
     ("evaluate:\n  bootstrap_resamples: 50\n",
-     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_efficientnet_transfer", "compare_baselines",
-      "plot_results", "all"}),
+     {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_efficientnet_transfer", "baseline_ensemble",
+      "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size: 48\n",
-     {"transfer_features", "baseline_efficientnet_transfer", "compare_baselines", "plot_results", "all"}),
+     {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      C: [0.1]\n",
-     {"baseline_efficientnet_transfer", "compare_baselines", "plot_results", "all"}),
+     {"baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results", "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run
@@ -328,6 +333,16 @@ def test_invalid_config_is_rejected_by_the_schema(tmp_path):
         "baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size_by_dataset: {chest-xray: 224}\n")
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/typo.yaml"])
     assert proc.returncode != 0 and "'chest-xray' is neither a built-in dataset" in proc.stderr + proc.stdout
+    # an ensemble member that is no method (a typo) stops the run, naming it; a member switched off does not: the
+    # ensemble is a "not run" row then, saying why
+    (wd / "config/member.yaml").write_text("baselines:\n  ensemble:\n    members: [aes_cnn, helinear]\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/member.yaml"])
+    assert proc.returncode != 0 and "'helinear' is not one of" in proc.stderr + proc.stdout
+    (wd / "config/member.yaml").write_text("baselines:\n  transfer:\n    enabled: false\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/member.yaml"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "baselines.ensemble not run: member efficientnet_lite0_transfer not run" in proc.stderr
+    assert "baseline_ensemble" not in planned_jobs(proc)
 
 
 @pytest.fixture

@@ -39,9 +39,9 @@ def tool_env(mirror: Path | None = None, extra: dict | None = None) -> dict:
 
 
 def snakemake(workdir: Path, *targets, configs=("config/test.yaml",), extra=(), mirror=None, env_extra=None,
-              timeout=900):
+              timeout=900, entry=("-m", "snakemake")):
     # targets first: --configfile takes several values and would swallow them
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *extra]
+    cmd = [sys.executable, *entry, *targets, "--cores", "2", *extra]
     if configs:
         cmd += ["--configfile", *configs]
     return subprocess.run(cmd, cwd=workdir, env=tool_env(mirror, env_extra), capture_output=True, text=True,

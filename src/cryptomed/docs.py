@@ -539,6 +539,17 @@ def tuning_transfer(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_ensemble(res: Results, arg: str | None) -> str:
+    """The ensemble check (``results/tuning/ensemble.csv``, benchmarks/tune_ensemble.py): validation scores of the
+    two members and of their probability mean."""
+    frame = res.csv("tuning/ensemble.csv")
+    rows = [[r["dataset"], r["method"], f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]),
+             f3(r["val_loss"]), str(int(r["val_images"])), str(r["device"])] for _, r in frame.iterrows()]
+    lines = _table(["dataset", "method", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "val images", "machine"], rows, "|---|---|---:|---:|---:|---:|---:|---|")
+    return "\n".join(lines) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -570,6 +581,7 @@ GENERATORS = {
     "leakage": leakage,
     "tuning": tuning,
     "tuning-transfer": tuning_transfer,
+    "tuning-ensemble": tuning_ensemble,
     "seeds": seeds,
 }
 

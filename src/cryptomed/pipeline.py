@@ -601,6 +601,30 @@ def efficientnet_transfer_stage(smk) -> None:
                   })
 
 
+def ensemble_stage(smk) -> None:
+    """Ensemble baseline: the mean of its members' test probabilities (prediction files), nothing fitted."""
+    import json
+
+    from .ensemble import mean_of_predictions
+
+    spec, members = _spec(smk), list(smk.params.members)
+    ids, y, probs = mean_of_predictions(list(smk.input.predictions), list(spec.classes))
+    timing = {"inference": 0.0}
+    for path in smk.input.metrics:  # each member's inference; AES decryption counted once (members share the data)
+        t = json.loads(Path(path).read_text()).get("timing_per_image_s", {})
+        timing["inference"] += float(t.get("inference", 0.0))
+        for part in ("encrypt", "decrypt"):
+            if part in t:
+                timing[part] = max(timing.get(part, 0.0), float(t[part]))
+    note = ("mean per test image: the members' inference times added (" + " + ".join(members) + ")"
+            + ("; AES-GCM encrypt and decrypt once" if "decrypt" in timing else ""))
+    write_results(smk, spec, "ensemble", y, probs, ids, timing, note, {
+        "ensemble": {"members": members, "combination": "mean of class probabilities, equal weights"},
+        "comparison_note": "mean of the class probabilities of " + " and ".join(members)
+                           + " (equal weights, nothing fitted; rule fixed on validation: docs/tuning.md)",
+    })
+
+
 def security_stage(smk) -> None:
     import pandas as pd
 

@@ -48,3 +48,29 @@ rule baseline_he_linear:
         "../../envs/pipeline.yaml"
     script:
         "../scripts/baseline_he_linear.py"
+
+
+# Not a paper baseline: the mean of the class probabilities of the proposed CNN and the EfficientNet-Lite0 transfer
+# baseline (baselines.ensemble.members), nothing fitted; chosen by a rule fixed in advance on validation
+# (docs/tuning.md). It reads the members' prediction files, so it reruns when either member does.
+rule baseline_ensemble:
+    input:
+        predictions=expand("results/{{dataset}}/predictions/{method}.csv", method=ENSEMBLE_MEMBERS),
+        metrics=expand("results/{{dataset}}/metrics/{method}.json", method=ENSEMBLE_MEMBERS),
+    output:
+        metrics="results/{dataset}/metrics/ensemble.json",
+        csv="results/{dataset}/metrics/ensemble.csv",
+        predictions="results/{dataset}/predictions/ensemble.csv",
+    params:
+        title=METHODS.get("ensemble"),
+        members=ENSEMBLE_MEMBERS,
+        bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
+        seed=config["evaluate"]["seed"],
+    log:
+        "logs/baseline_ensemble/{dataset}.log",
+    benchmark:
+        "results/benchmarks/baseline_ensemble/{dataset}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/baseline_ensemble.py"

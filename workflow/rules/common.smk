@@ -25,8 +25,13 @@ except DatasetError as exc:
     raise WorkflowError(str(exc)) from None
 
 # Threads of the Keras rules: scaled down to --cores when run locally; the CPUs one job asks for on a cluster.
-# (A constant, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
-MAX_TRAIN_THREADS = 8
+# (From the config, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
+MAX_TRAIN_THREADS = config["threads_per_job"]
+
+
+def job_threads(wanted):
+    """A rule's threads, at most config["threads_per_job"]."""
+    return min(wanted, MAX_TRAIN_THREADS)
 
 # Method key -> title in tables. The proposed method first; then the paper's baselines, each switchable
 # in config["baselines"]. CNN methods go through the train and evaluate rules; the others have their own rule.
@@ -72,6 +77,21 @@ if TRANSFER["enabled"]:
             TRANSFER_WEIGHTS[(_ds, _arch)] = _choice
         METHODS[f"{_arch}_transfer"] = method_title(_arch, next(iter(_choices.values()))[0])
 PLAINTEXT_METHODS = ("plain_cnn", "shallow_cnn")
+
+# The ensemble: the mean of its members' class probabilities (docs/tuning.md). The schema knows the method names;
+# a member switched off (or without weights) makes the ensemble a "not run" row that says why.
+ENSEMBLE_MEMBERS = list(BASELINES["ensemble"]["members"]) if BASELINES["ensemble"]["enabled"] else []
+if ENSEMBLE_MEMBERS:
+    _title = "Ensemble: proposed CNN + EfficientNet-Lite0 (mean probabilities)" if ENSEMBLE_MEMBERS == [
+        "aes_cnn", "efficientnet_lite0_transfer"] else "Ensemble: " + " + ".join(ENSEMBLE_MEMBERS)
+    _absent = [m for m in ENSEMBLE_MEMBERS if m not in METHODS]
+    if _absent:
+        NOT_RUN["ensemble"] = {"title": _title, "reason": f"not run: member {', '.join(_absent)} not run in this "
+                                                          "configuration"}
+        print(f"baselines.ensemble {NOT_RUN['ensemble']['reason']}", file=sys.stderr)
+        ENSEMBLE_MEMBERS = []
+    else:
+        METHODS["ensemble"] = _title
 
 
 wildcard_constraints:

@@ -15,7 +15,7 @@ rule evaluate:
         backend=config["train"]["backend"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],
-    threads: 2
+    threads: job_threads(2)
     log:
         "logs/evaluate/{dataset}_{method}.log",
     benchmark:

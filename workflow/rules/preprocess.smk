@@ -23,7 +23,7 @@ rule preprocess:
         ),
     params:
         settings=config["preprocess"],
-    threads: 4
+    threads: job_threads(4)
     log:
         "logs/preprocess/{dataset}.log",
     benchmark:
