@@ -98,6 +98,12 @@ def main() -> None:
     info = cpu()
     device = os.environ.get("TUNE_DEVICE") or (f"{info['logical_cpus']}-core {info.get('model_name') or info['machine']} "
                                                f"CPU, {backend}")
+    import pandas as pd
+
+    # earlier rows stay in the record (a rerun of the same dataset, size, candidate and seed replaces its row)
+    previous = pd.read_csv(out / "tuning.csv") if (out / "tuning.csv").is_file() else pd.DataFrame()
+    if len(previous) and "image_size" not in previous:  # rows from before the column existed: all at 64 px
+        previous.insert(1, "image_size", 64)
     rows, histories, t_start = [], {}, time.perf_counter()
     data = {}
     for item in args.data:
@@ -129,9 +135,12 @@ def main() -> None:
                        "device": device, "override": json.dumps(CANDIDATES[name], sort_keys=True)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                import pandas as pd
-
-                pd.DataFrame(rows).to_csv(out / "tuning.csv", index=False)
+                frame = pd.DataFrame(rows)
+                if len(previous):
+                    key = ["dataset", "image_size", "candidate", "seed"]
+                    old = previous[~previous.set_index(key).index.isin(frame.set_index(key).index)]
+                    frame = pd.concat([old, frame], ignore_index=True)
+                frame.to_csv(out / "tuning.csv", index=False)
                 histories[f"{dataset}/{name}/{seed}"] = history
                 (out / "histories.json").write_text(json.dumps(histories))
                 keras.backend.clear_session()

@@ -64,7 +64,7 @@ def main() -> None:
         probs = {"aes_cnn": cnn, "efficientnet_lite0_transfer": transfer, "ensemble_mean": (cnn + transfer) / 2}
         for method, p in probs.items():
             row = {"dataset": dataset, "method": method, **score(labels[va], p), "val_images": int(va.sum()),
-                   "transfer_px": size, "transfer_C": c, "seconds": {"aes_cnn": cnn_s}.get(method, seconds),
+                   "transfer_px": size, "transfer_C": c, "seconds": {"aes_cnn": cnn_s, "efficientnet_lite0_transfer": seconds}.get(method, cnn_s + seconds),
                    "device": args.device}
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)

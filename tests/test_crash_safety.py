@@ -19,7 +19,7 @@ import yaml
 from conftest import SHARED_DATA
 from workflow_helpers import copy_run, planned_jobs, snakemake, tool_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # kills a run, then trains twice more: about a minute
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # kills a run, then trains once more: under a minute
 
 TARGET = "results/chest_xray/predictions/aes_cnn.csv"
 TRAIN_LOG = "logs/train/chest_xray_aes_cnn.log"

@@ -128,6 +128,7 @@ def test_no_upstream_file_name_or_patient_id_reaches_results(run):
 
 def test_aes_changes_no_prediction_and_baselines_are_real(run):
     """AES-GCM is lossless: the deep CNN on decrypted and on plaintext images predicts identically (CPU, same seed)."""
+    import numpy as np
     import pandas as pd
 
     wd, _ = run
@@ -151,6 +152,19 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert classical["classifier"] in classical["validation_balanced_accuracy"]
         pred = pd.read_csv(wd / f"results/{ds}/predictions/aes_classical.csv")
         assert pred["predicted"].nunique() > 1  # not a constant predictor
+        # the ensemble: the mean of its members' probabilities, image by image; their inference times added, AES once
+        members = ("aes_cnn", "efficientnet_lite0_transfer")
+        frames = [pd.read_csv(wd / f"results/{ds}/predictions/{m}.csv", dtype={"id": str}) for m in (*members, "ensemble")]
+        cols = [c for c in frames[0].columns if c.startswith("p_")]
+        assert list(frames[2]["id"]) == list(frames[0]["id"]) and list(frames[2]["label"]) == list(frames[0]["label"])
+        np.testing.assert_allclose(frames[2][cols].to_numpy(), (frames[0][cols].to_numpy() + frames[1][cols].to_numpy()) / 2,
+                                   rtol=1e-12)
+        assert list(frames[2]["predicted"]) == list(frames[2][cols].to_numpy().argmax(1))
+        times = {m: json.loads((wd / f"results/{ds}/metrics/{m}.json").read_text())["timing_per_image_s"]
+                 for m in (*members, "ensemble")}
+        assert times["ensemble"]["inference"] == pytest.approx(times["aes_cnn"]["inference"] +
+                                                               times["efficientnet_lite0_transfer"]["inference"])
+        assert times["ensemble"]["decrypt"] == times["aes_cnn"]["decrypt"]
 
 
 def test_key_material_never_leaves_the_key_file(run):

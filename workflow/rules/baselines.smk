@@ -55,8 +55,7 @@ rule baseline_he_linear:
 # (docs/tuning.md). It reads the members' prediction files, so it reruns when either member does.
 rule baseline_ensemble:
     input:
-        predictions=expand("results/{{dataset}}/predictions/{method}.csv", method=ENSEMBLE_MEMBERS),
-        metrics=expand("results/{{dataset}}/metrics/{method}.json", method=ENSEMBLE_MEMBERS),
+        unpack(ensemble_inputs),
     output:
         metrics="results/{dataset}/metrics/ensemble.json",
         csv="results/{dataset}/metrics/ensemble.csv",

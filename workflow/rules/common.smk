@@ -140,6 +140,17 @@ def evaluate_inputs(wildcards):
     return aes_inputs(wildcards)
 
 
+def ensemble_inputs(wildcards):
+    """The members' predictions and metrics; asked for while the ensemble is off, a clear error."""
+    if not ENSEMBLE_MEMBERS:
+        why = NOT_RUN["ensemble"]["reason"] if "ensemble" in NOT_RUN else "not run: baselines.ensemble.enabled is false"
+        raise WorkflowError(f"results/{wildcards.dataset}/metrics/ensemble.json: the ensemble is {why}")
+    return {
+        "predictions": [f"results/{wildcards.dataset}/predictions/{m}.csv" for m in ENSEMBLE_MEMBERS],
+        "metrics": [f"results/{wildcards.dataset}/metrics/{m}.json" for m in ENSEMBLE_MEMBERS],
+    }
+
+
 def aes_inputs(wildcards):
     """The ciphertext and the AES timing of the encrypt/decrypt rules (methods that read the container)."""
     return {
