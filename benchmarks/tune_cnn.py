@@ -104,7 +104,8 @@ def main() -> None:
     previous = pd.read_csv(out / "tuning.csv") if (out / "tuning.csv").is_file() else pd.DataFrame()
     if len(previous) and "image_size" not in previous:  # rows from before the column existed: all at 64 px
         previous.insert(1, "image_size", 64)
-    rows, histories, t_start = [], {}, time.perf_counter()
+    rows, t_start = [], time.perf_counter()
+    histories = json.loads((out / "histories.json").read_text()) if (out / "histories.json").is_file() else {}
     data = {}
     for item in args.data:
         dataset, path = item.split("=", 1)
