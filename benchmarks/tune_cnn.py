@@ -42,11 +42,16 @@ CANDIDATES = {
 }
 
 
-def export(src: str, dst: str) -> None:
-    with np.load(src, allow_pickle=False) as npz:
+def train_val(path: str) -> dict[str, np.ndarray]:
+    """images, labels, splits and classes of a preprocessed ``images.npz`` with its test split dropped on load."""
+    with np.load(path, allow_pickle=False) as npz:
         keep = npz["splits"] != "test"
-        np.savez_compressed(dst, images=npz["images"][keep], labels=npz["labels"][keep], splits=npz["splits"][keep],
-                            classes=npz["classes"])
+        return {"images": npz["images"][keep], "labels": npz["labels"][keep], "splits": npz["splits"][keep],
+                "classes": npz["classes"]}
+
+
+def export(src: str, dst: str) -> None:
+    np.savez_compressed(dst, **train_val(src))
 
 
 def apply(base: dict, override: dict) -> dict:

@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from tune_cnn import score  # noqa: E402  (the same validation scores as the other searches)
+from tune_cnn import score, train_val  # noqa: E402  (the same data and validation scores as the other searches)
 
 
 def main() -> None:
@@ -50,9 +49,8 @@ def main() -> None:
     rows = []
     for item in args.data:
         dataset, path = item.split("=", 1)
-        with np.load(path, allow_pickle=False) as npz:
-            keep = npz["splits"] != "test"
-            images, labels, splits = npz["images"][keep], npz["labels"][keep], npz["splits"][keep]
+        d = train_val(path)
+        images, labels, splits = d["images"], d["labels"], d["splits"]
         tr, va = splits == "train", splits == "val"
         t0 = time.perf_counter()
         cnn, _ = predict_proba(load_model(models[dataset]), as_model_input(images[va]))

@@ -21,7 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from tune_cnn import score  # noqa: E402  (the same validation scores as the CNN search)
+from tune_cnn import score, train_val  # noqa: E402  (the same data and validation scores as the CNN search)
 
 TAPS = {
     "head": ("head",),
@@ -54,9 +54,8 @@ def main() -> None:
     rows = []
     for item in args.data:
         dataset, path = item.split("=", 1)
-        with np.load(path, allow_pickle=False) as npz:
-            keep = npz["splits"] != "test"
-            images, labels, splits = npz["images"][keep], npz["labels"][keep], npz["splits"][keep]
+        d = train_val(path)
+        images, labels, splits = d["images"], d["labels"], d["splits"]
         tr, va = splits == "train", splits == "val"
         every = tuple(dict.fromkeys(t for name in args.taps for t in TAPS[name]))
         for size in args.sizes:

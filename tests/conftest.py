@@ -35,15 +35,7 @@ GROUPS = {
     "tests/test_custom_workflow.py": "custom_run",
     "tests/test_dvc.py": "snakemake_in_repo",  # the tests that run Snakemake in the repository itself
     "tests/test_docs.py::test_committed_rulegraph_shows_every_rule": "snakemake_in_repo",
-    "tests/test_workflow.py::test_lint_is_clean": "snakemake_in_repo",
-}
-# tests of those files that do not use the shared run (each makes a small run or a dry run of its own): balanced
-# like unit tests
-ALONE = {
-    "tests/test_workflow.py::test_transfer_backbones_without_their_weights_are_not_run_and_say_why",
-    "tests/test_workflow.py::test_invalid_config_is_rejected_by_the_schema",
-    "tests/test_workflow.py::test_checksum_mismatch_stops_download_naming_the_file",
-    "tests/test_workflow.py::test_corrupt_image_stops_preprocess_naming_it",
+    "tests/test_workflow_own_runs.py::test_lint_is_clean": "snakemake_in_repo",
 }
 
 
@@ -53,10 +45,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class Scheduler(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            test = nodeid.split("[")[0]
-            if test in ALONE:
-                return nodeid
-            return GROUPS.get(test) or GROUPS.get(nodeid.split("::")[0]) or nodeid
+            return GROUPS.get(nodeid.split("[")[0]) or GROUPS.get(nodeid.split("::")[0]) or nodeid
 
     return Scheduler(config, log)
 
