@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N records only (smoke tests)")
     ap.add_argument("--epochs", type=int, default=None, help="override every candidate's epochs (smoke tests)")
     ap.add_argument("--budget-s", type=float, default=480, help="stop starting new runs after this many seconds")
+    ap.add_argument("--save-models", default=None, metavar="DIR",
+                    help="also save each trained model as DIR/DATASET_PX_CANDIDATE_SEED.keras (seed ensembles)")
     args = ap.parse_args()
     if args.export:
         export(*args.export)
@@ -148,6 +150,11 @@ def main() -> None:
                     frame = pd.concat([old, frame], ignore_index=True)
                 frame.to_csv(out / "tuning.csv", index=False)
                 histories[f"{dataset}/{name}/{seed}"] = history
+                if args.save_models:
+                    from cryptomed.models import save_model
+
+                    Path(args.save_models).mkdir(parents=True, exist_ok=True)
+                    save_model(model, Path(args.save_models) / f"{dataset}_{row['image_size']}_{name}_{seed}.keras")
                 (out / "histories.json").write_text(json.dumps(histories))
                 keras.backend.clear_session()
 
