@@ -39,6 +39,8 @@ CANDIDATES = {
     "G_C_no_ema": {**STRONG, "epochs": 30, "label_smoothing": 0.1},
     # for 128-px inputs: the default recipe with a strided first convolution (about the 64-px default's compute)
     "H_A_stride2": {"model.stem_stride": 2},
+    # the strided default trained longer: seeds 42 and 43 of H_A_stride2 hit the 15-epoch cap, seed 44 stopped early
+    "J_stride2_long": {"model.stem_stride": 2, "epochs": 40, "patience": 6},
 }
 
 

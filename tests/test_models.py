@@ -79,3 +79,22 @@ def test_unknown_schedule_or_optimizer_is_rejected(bad, match):
     x = np.zeros((8, 8, 8, 1), "float32")
     with pytest.raises(ValueError, match=match):
         train(x, np.array([0, 1] * 4), x, np.array([0, 1] * 4), 2, cfg, verbose=0)
+
+
+def test_average_model_is_the_mean_of_members_and_mirrors_and_survives_saving(tmp_path):
+    from cryptomed.models import average_model, build_cnn, load_model, predict_proba, save_model
+
+    cfg = CNNConfig(filters=(4, 8), convs_per_block=1, dense_units=8, augment=False)
+    members = [build_cnn((16, 16, 1), 3, cfg, name=f"cryptomed_cnn_seed{s}") for s in (1, 2)]
+    x = np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 1)).astype("float32")
+    assert not np.allclose(x, x[:, :, ::-1])
+    alone = [m.predict(v, verbose=0) for m in members for v in (x, x[:, :, ::-1])]
+    probs, _ = predict_proba(average_model(members), x)
+    np.testing.assert_allclose(probs, (alone[0] + alone[2]) / 2, atol=1e-6)
+    flipped = average_model(members, flip=True)
+    probs, _ = predict_proba(flipped, x)
+    np.testing.assert_allclose(probs, np.mean(alone, axis=0), atol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    save_model(flipped, tmp_path / "mean.keras")
+    again, _ = predict_proba(load_model(tmp_path / "mean.keras"), x)
+    np.testing.assert_allclose(again, probs, atol=1e-6)

@@ -118,7 +118,8 @@ def train_config(params: dict) -> TrainConfig:
                        model=CNNConfig(**model))
 
 
-def build_cnn(input_shape: tuple[int, int, int], n_classes: int, cfg: CNNConfig = CNNConfig()):
+def build_cnn(input_shape: tuple[int, int, int], n_classes: int, cfg: CNNConfig = CNNConfig(),
+              name: str = "cryptomed_cnn"):
     """Return an uncompiled Keras model: uint8-range pixels in, class probabilities out."""
     import keras
     from keras import layers
@@ -151,7 +152,39 @@ def build_cnn(input_shape: tuple[int, int, int], n_classes: int, cfg: CNNConfig 
     x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(cfg.dropout, name="dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="cryptomed_cnn")
+    return keras.Model(inputs, outputs, name=name)
+
+
+_FLIP = None
+
+
+def _flip_layer():
+    """The ``HorizontalFlip`` layer class (made once, after the backend is chosen; registered for loading)."""
+    global _FLIP
+    if _FLIP is None:
+        import keras
+
+        @keras.saving.register_keras_serializable(package="cryptomed")
+        class HorizontalFlip(keras.layers.Layer):
+            """Mirror images left-right, in training and inference alike (test-time augmentation)."""
+
+            def call(self, x):
+                return keras.ops.flip(x, axis=2)
+
+        _FLIP = HorizontalFlip
+    return _FLIP
+
+
+def average_model(members: list, flip: bool = False):
+    """One Keras model whose output is the mean of the members' class probabilities (a seed ensemble), each also
+    applied to the horizontally mirrored image when ``flip`` (test-time augmentation). Saved and loaded as one file."""
+    import keras
+
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
+    views = [inputs, _flip_layer()(name="mirror")(inputs)] if flip else [inputs]
+    outputs = [member(view) for member in members for view in views]
+    mean = keras.layers.Average(name="mean_probabilities")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, mean, name="cryptomed_cnn_mean")
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
@@ -166,7 +199,8 @@ def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verbose: int = 2):
+def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verbose: int = 2,
+          name: str = "cryptomed_cnn"):
     """Train the CNN with fixed seeds and early stopping on validation loss.
 
     Returns ``(model, history: dict[str, list], info: dict)``.
@@ -174,7 +208,7 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_cnn(x_train.shape[1:], n_classes, cfg.model)
+    model = build_cnn(x_train.shape[1:], n_classes, cfg.model, name=name)
     steps_per_epoch = max(1, -(-len(x_train) // cfg.batch_size))
     progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
         "epoch %d/%d: %s", epoch + 1, cfg.epochs, ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())))
@@ -265,4 +299,5 @@ def save_model(model, path) -> None:
 def load_model(path):
     import keras
 
+    _flip_layer()  # registered, for models with test-time flips
     return keras.models.load_model(path)

@@ -9,6 +9,7 @@ those take plain paths and values and are what the unit tests exercise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -229,9 +230,37 @@ def train_stage(smk) -> None:
     cfg = train_config(params)
     tr, va = arrays["splits"] == "train", arrays["splits"] == "val"
     n_classes = len(arrays["classes"])
-    log.info("training on %d images, validating on %d (backend %s, %d threads)", tr.sum(), va.sum(), backend, _threads(smk))
-    model, history, info = train(as_model_input(arrays["images"][tr]), arrays["labels"][tr],
-                                 as_model_input(arrays["images"][va]), arrays["labels"][va], n_classes, cfg)
+    x_tr, x_va = as_model_input(arrays["images"][tr]), as_model_input(arrays["images"][va])
+    y_tr, y_va = arrays["labels"][tr], arrays["labels"][va]
+    members, flip = int(params.get("members", 1)), bool(params.get("flip_tta", False))
+    log.info("training %d network(s) on %d images, validating on %d (backend %s, %d threads)", members, tr.sum(),
+             va.sum(), backend, _threads(smk))
+    models, histories, infos = [], [], []
+    for i in range(members):  # a seed ensemble: seeds seed, seed + 1, ...
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
+        name = "cryptomed_cnn" if members == 1 else f"cryptomed_cnn_seed{member_cfg.seed}"
+        model, history, info = train(x_tr, y_tr, x_va, y_va, n_classes, member_cfg, name=name)
+        models.append(model), histories.append(history), infos.append({"seed": member_cfg.seed, **info})
+        log.info("network %d/%d (seed %d): %d epochs (best %d) in %.0f s, %.0f images/s", i + 1, members,
+                 member_cfg.seed, info["epochs_run"], info["best_epoch"], info["train_seconds"],
+                 info["train_images_per_second"] or 0)
+    if members == 1 and not flip:
+        model, info = models[0], infos[0]
+    else:
+        from .models import average_model
+
+        model = average_model(models, flip)
+        seconds = sum(m["train_seconds"] for m in infos)
+        info = {**{k: infos[0][k] for k in ("backend", "keras_version", "class_weight", "n_train", "n_val")},
+                "parameters": int(model.count_params()), "members": infos, "flip_tta": flip,
+                "epochs_run": sum(m["epochs_run"] for m in infos), "best_epoch": None, "train_seconds": seconds,
+                "train_images_per_second": len(x_tr) * sum(m["epochs_run"] for m in infos) / seconds if seconds else None}
+    # the saved model's own validation scores (for an ensemble: of the mean, flips included)
+    from .models import predict_proba
+
+    val_probs, _ = predict_proba(model, x_va)
+    info["val_accuracy"] = float((val_probs.argmax(1) == y_va).mean())
+    info["val_loss"] = float(-np.mean(np.log(np.clip(val_probs[np.arange(len(y_va)), y_va], 1e-7, 1))))
     from .provenance import provenance
 
     info["provenance"] = provenance(_threads(smk), backend, deterministic)
@@ -240,12 +269,17 @@ def train_stage(smk) -> None:
                  "data_source": "container (decrypted in memory)" if "container" in smk.input.keys() else "plaintext npz",
                  "data_load_seconds": load_seconds})
     save_model(model, smk.output.model)
-    hist = pd.DataFrame(history)
-    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
-    write_csv(smk.output.history, hist)
+    frames = []
+    for member, history in zip(infos, histories):
+        hist = pd.DataFrame(history)
+        hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+        if members > 1:
+            hist.insert(0, "seed", member["seed"])
+        frames.append(hist)
+    write_csv(smk.output.history, pd.concat(frames, ignore_index=True))
     write_json(smk.output.info, info)
-    log.info("trained %d epochs (best %d) in %.0f s, %.0f images/s", info["epochs_run"], info["best_epoch"],
-             info["train_seconds"], info["train_images_per_second"] or 0)
+    log.info("saved %s: validation accuracy %.4f, loss %.4f, %.0f s of training", smk.output.model,
+             info["val_accuracy"], info["val_loss"], info["train_seconds"])
 
 
 def evaluate_stage(smk) -> None:

@@ -57,6 +57,10 @@ for _ds in TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {}:
     if _ds not in _BUILTIN and _ds not in CUSTOM:
         raise WorkflowError(f"baselines.transfer.efficientnet_lite0.image_size_by_dataset: {_ds!r} is neither a "
                             f"built-in dataset ({', '.join(_BUILTIN)}) nor defined under custom_datasets")
+for _ds in config["train"]["flip_tta"]:
+    if _ds not in _BUILTIN and _ds not in CUSTOM:
+        raise WorkflowError(f"train.flip_tta: {_ds!r} is neither a built-in dataset ({', '.join(_BUILTIN)}) nor "
+                            "defined under custom_datasets")
 TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run
 EFFICIENTNET_SHA256 = None
@@ -165,11 +169,14 @@ def train_params(wildcards):
     """Training settings of a CNN method: the deep CNN's, or the shallow baseline's architecture; the methods that
     decrypt the container also get the key file and engine (the plaintext baselines do not, so a crypto setting
     never looks like a change to them)."""
-    if wildcards.method == "shallow_cnn":
-        return {**config["train"], "model": BASELINES["shallow_cnn"]["model"]}
+    train = {k: v for k, v in config["train"].items() if k != "flip_tta"}
+    if wildcards.method == "shallow_cnn":  # the paper's conventional CNN: one network, no test-time flips
+        return {**train, "model": BASELINES["shallow_cnn"]["model"], "members": 1}
+    # flip_tta as this dataset's yes/no, so another dataset's entry never looks like a change to this one
+    train["flip_tta"] = wildcards.dataset in config["train"]["flip_tta"]
     if wildcards.method in PLAINTEXT_METHODS:
-        return config["train"]
-    return {**config["train"], "crypto": {k: config["crypto"][k] for k in ("key_file", "engine")}}
+        return train
+    return {**train, "crypto": {k: config["crypto"][k] for k in ("key_file", "engine")}}
 
 
 def efficientnet_feature_params(wildcards):
