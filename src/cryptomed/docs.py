@@ -550,6 +550,20 @@ def tuning_ensemble(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_seed_ensemble(res: Results, arg: str | None) -> str:
+    """Seed ensembles and flip test-time augmentation (``results/tuning/seed_ensemble.csv``,
+    benchmarks/tune_seed_ensemble.py): validation scores of every member alone and of each candidate's mean."""
+    frame = res.csv("tuning/seed_ensemble.csv")
+    rows = [[r["dataset"], str(int(r["image_size"])), r["candidate"], str(r["seeds"]),
+             "yes" if str(r["flip_tta"]) == "True" else "no", f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]),
+             f3(r["val_roc_auc"]), f3(r["val_loss"]), f"{float(r['train_seconds']):.0f}", str(r["device"])]
+            for _, r in frame.iterrows()]
+    lines = _table(["dataset", "px", "candidate", "seeds (mean of)", "flip", "val accuracy", "val balanced acc.",
+                    "val ROC-AUC", "val loss", "train s (sum)", "machine"], rows,
+                   "|---|---:|---|---|---|---:|---:|---:|---:|---:|---|")
+    return "\n".join(lines) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -582,6 +596,7 @@ GENERATORS = {
     "tuning": tuning,
     "tuning-transfer": tuning_transfer,
     "tuning-ensemble": tuning_ensemble,
+    "tuning-seed-ensemble": tuning_seed_ensemble,
     "seeds": seeds,
 }
 
