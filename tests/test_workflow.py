@@ -133,6 +133,13 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert a == (wd / f"results/{ds}/predictions/plain_cnn.csv").read_bytes()
         tests = json.loads((wd / f"results/{ds}/paired_tests.json").read_text())
         assert tests["plain_cnn"]["identical_predictions"] and tests["plain_cnn"]["p_value"] == 1.0
+        # config/test.yaml: the proposed CNN is a mean of two seeds, with test-time flips on brain MRI only; the
+        # shallow baseline stays one network
+        info = json.loads((wd / f"results/{ds}/training/aes_cnn_training.json").read_text())
+        assert [m["seed"] for m in info["members"]] == [42, 43] and info["flip_tta"] == (ds == "brain_mri")
+        hist = pd.read_csv(wd / f"results/{ds}/training/aes_cnn_history.csv")
+        assert sorted(set(hist["seed"])) == [42, 43] and 0 <= info["val_accuracy"] <= 1
+        assert "members" not in json.loads((wd / f"results/{ds}/training/shallow_cnn_training.json").read_text())
         assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
                              "ensemble"}
         transfer = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())["transfer"]

@@ -278,6 +278,18 @@ def _best_epoch_val_accuracy(res: Results, ds: str, method: str = "aes_cnn"):
     return info, best, val
 
 
+def _training_summary(info: dict, best, val) -> str:
+    """How the proposed CNN was trained: one network's epochs, or a seed ensemble's members (and flips)."""
+    members = info.get("members")
+    if not members:
+        return f"{info.get('epochs_run')} epochs run, weights of epoch {best} restored, validation accuracy there {f3(val)}"
+    seeds = ", ".join(str(m["seed"]) for m in members)
+    epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
+    flip = ", each also on the mirrored image" if info.get("flip_tta") else ""
+    return (f"mean of {len(members)} networks (seeds {seeds}){flip}; epochs run (best) {epochs}; validation accuracy "
+            f"of the mean {f3(info.get('val_accuracy'))}")
+
+
 def _mcnemar(row) -> str:
     p = row.get("McNemar p vs proposed")
     if _missing(p):
@@ -325,8 +337,7 @@ def findings(res: Results, ds: str) -> str:
     lines = [f"**{title}** (`results/{ds}/`)", ""]
     lines.append(f"- Proposed method: accuracy {f3(m['accuracy']['value'])}, recall (sensitivity) "
                  f"{f3(m['recall']['value'])}, specificity {f3(m['specificity']['value'])}, AUC "
-                 f"{f3(m['roc_auc']['value'])} ({averaging}); {info.get('epochs_run')} epochs run, weights of epoch "
-                 f"{best} restored, validation accuracy there {f3(val)}.")
+                 f"{f3(m['roc_auc']['value'])} ({averaging}); {_training_summary(info, best, val)}.")
     plain = tests.get("plain_cnn")
     if plain:
         if plain["identical_predictions"]:

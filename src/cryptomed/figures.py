@@ -49,8 +49,13 @@ def training_curves(histories: dict[str, pd.DataFrame], titles: dict[str, str], 
     for col, (method, h) in enumerate(histories.items()):
         for row, metric in enumerate(("loss", "accuracy")):
             ax = axes[row][col]
-            ax.plot(h["epoch"], h[metric], color="tab:blue", label="train")
-            ax.plot(h["epoch"], h[f"val_{metric}"], color="tab:orange", ls="--", label="validation")
+            # a seed ensemble's history has one run per member (column "seed"): one pair of curves each
+            runs = [g for _, g in h.groupby("seed", sort=True)] if "seed" in h else [h]
+            for i, run in enumerate(runs):
+                ax.plot(run["epoch"], run[metric], color="tab:blue", alpha=1 if i == 0 else 0.5,
+                        label="train" if i == 0 else None)
+                ax.plot(run["epoch"], run[f"val_{metric}"], color="tab:orange", ls="--", alpha=1 if i == 0 else 0.5,
+                        label="validation" if i == 0 else None)
             ax.set_ylabel(metric, fontsize=8)
             if metric == "accuracy":
                 ax.set_ylim(0, 1)
