@@ -1,6 +1,7 @@
 """Recipe search for the deep CNN on the validation split only (the test split is never loaded).
 
-Each candidate is the default ``train`` section of params.yaml with a few keys overridden; it is trained on the
+Each candidate is the ``train`` section of params.yaml, reset to the recipe before ``J_stride2_long``
+(``BEFORE_J``), with a few keys overridden; it is trained on the
 training split and scored on the (leak-free, patient-grouped) validation split. Results go, one row per run, to
 ``OUT/tuning.csv`` (config, validation accuracy / balanced accuracy / ROC-AUC / loss, seconds, device), so the
 choice can be audited in ``docs/tuning.md``.
@@ -27,6 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+# Candidates are edits of this fixed recipe, the default before J_stride2_long became params.yaml's (so a rerun of a
+# candidate trains what its rows in results/tuning/ recorded, whatever params.yaml holds now).
+BEFORE_J = {"epochs": 15, "patience": 3, "model.stem_stride": 1}
 STRONG = {"schedule": "cosine", "warmup_epochs": 2, "optimizer": "adamw", "weight_decay": 1e-4,
           "model.augment": "strong"}
 CANDIDATES = {
@@ -129,7 +133,7 @@ def main() -> None:
                 if time.perf_counter() - t_start > args.budget_s:
                     print(f"budget reached: skipping {dataset} {name} seed {seed}", flush=True)
                     continue
-                params = apply({**base, "seed": seed}, CANDIDATES[name])
+                params = apply(apply({**base, "seed": seed}, BEFORE_J), CANDIDATES[name])
                 if args.epochs:
                     params["epochs"] = args.epochs
                 cfg = train_config(params)

@@ -286,8 +286,8 @@ def _training_summary(info: dict, best, val) -> str:
     seeds = ", ".join(str(m["seed"]) for m in members)
     epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
     flip = ", each also on the mirrored image" if info.get("flip_tta") else ""
-    return (f"mean of {len(members)} networks (seeds {seeds}){flip}; epochs run (best) {epochs}; validation accuracy "
-            f"of the mean {f3(info.get('val_accuracy'))}")
+    what = f"mean of {len(members)} networks (seeds {seeds})" if len(members) > 1 else f"one network (seed {seeds})"
+    return f"{what}{flip}; epochs run (best) {epochs}; validation accuracy {f3(info.get('val_accuracy'))}"
 
 
 def _mcnemar(row) -> str:

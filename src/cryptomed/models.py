@@ -175,6 +175,14 @@ def _flip_layer():
     return _FLIP
 
 
+def __getattr__(name: str):
+    """``cryptomed.models.HorizontalFlip``: where Keras looks for the layer when a model is loaded without
+    :func:`load_model`."""
+    if name == "HorizontalFlip":
+        return _flip_layer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def average_model(members: list, flip: bool = False):
     """One Keras model whose output is the mean of the members' class probabilities (a seed ensemble), each also
     applied to the horizontally mirrored image when ``flip`` (test-time augmentation). Saved and loaded as one file."""
