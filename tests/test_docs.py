@@ -162,6 +162,7 @@ def test_the_verdict_follows_the_comparison_file(results):
     line = [t for t in res().splitlines() if "chest" in t.lower()][0]
     assert "the proposed method (0.900) is below Conventional shallow CNN without AES 0.950" in line
     assert "(McNemar p = 0.010, significant)" in line
+    assert "; it is above the other methods, the best of them " in line and line.count(" 0.500 (") == 1
     frame.loc[shallow, ["Accuracy", "McNemar p vs proposed"]] = [0.9, float("nan")]  # a tie, no paired test
     frame.to_csv(path, index=False)
     line = [t for t in res().splitlines() if "chest" in t.lower()][0]

@@ -313,10 +313,13 @@ def verdict(res: Results, arg: str | None) -> str:
         others = others.assign(_acc=others["Accuracy"].astype(float)).sort_values("_acc", ascending=False)
         above = [f"{r['Method']} {f3(r['_acc'])} ({_mcnemar(r)})" for _, r in others.iterrows() if r["_acc"] > acc]
         tied = [f"{r['Method']} ({_mcnemar(r)})" for _, r in others.iterrows() if r["_acc"] == acc]
+        rival = others[others["_acc"] < acc].iloc[0] if (others["_acc"] < acc).any() else None
         if above:
             text = f"the proposed method ({f3(acc)}) is below {'; '.join(above)}"
+            if rival is not None:
+                text += (f"; it is above the other methods, the best of them {rival['Method']} {f3(rival['_acc'])} "
+                         f"({_mcnemar(rival)})")
         else:
-            rival = others[others["_acc"] < acc].iloc[0] if (others["_acc"] < acc).any() else None
             text = f"the proposed method is the most accurate ({f3(acc)})"
             if rival is not None:
                 text += f"; the next best, {rival['Method']}, scores {f3(rival['_acc'])} ({_mcnemar(rival)})"
