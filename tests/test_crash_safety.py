@@ -27,7 +27,7 @@ TINY = {
     "datasets": ["chest_xray"],
     # enough epochs that training is still running when it is killed (early stopping off: patience = epochs), one
     # batch an epoch to keep them short
-    "train": {"epochs": 20, "patience": 20, "batch_size": 128,
+    "train": {"epochs": 20, "patience": 20, "batch_size": 128, "members": 1,
               "model": {"filters": [8], "dense_units": 8, "augment": False}},
     "security": {"enabled": False},
 }

@@ -19,8 +19,11 @@ N = 2 * SPANS_PER_WORKER * STEP  # 2 workers: spans of STEP records
 
 
 def _span_owner(job, start, stop):
-    if os.getpid() == PARENT and start == 0:
-        time.sleep(0.3)  # the child claims the next spans meanwhile
+    if os.getpid() == PARENT:
+        if start == 0:
+            time.sleep(0.3)  # the child claims the next spans meanwhile
+    else:  # a child's span takes a while too, so even a parent descheduled after the fork gets spans of its own
+        time.sleep(0.05)
     return start, stop, os.getpid()
 
 

@@ -233,8 +233,8 @@ def train_stage(smk) -> None:
     x_tr, x_va = as_model_input(arrays["images"][tr]), as_model_input(arrays["images"][va])
     y_tr, y_va = arrays["labels"][tr], arrays["labels"][va]
     members, flip = int(params.get("members", 1)), bool(params.get("flip_tta", False))
-    log.info("training %d network(s) on %d images, validating on %d (backend %s, %d threads)", members, tr.sum(),
-             va.sum(), backend, _threads(smk))
+    log.info("training on %d images, validating on %d (%d network(s), backend %s, %d threads)", tr.sum(), va.sum(),
+             members, backend, _threads(smk))
     models, histories, infos = [], [], []
     for i in range(members):  # a seed ensemble: seeds seed, seed + 1, ...
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
