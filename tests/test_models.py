@@ -99,3 +99,23 @@ def test_average_model_is_the_mean_of_members_and_mirrors_and_survives_saving(tm
     save_model(flipped, tmp_path / "mean.keras")
     again, _ = predict_proba(load_model(tmp_path / "mean.keras"), x)
     np.testing.assert_allclose(again, probs, atol=1e-6)
+
+
+def test_train_members_one_network_is_train_and_several_are_averaged(tmp_path):
+    from cryptomed.models import predict_proba, train, train_members
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    x = rng.normal(60, 20, (120, 16, 16, 1)).astype("float32")
+    x[y == 1, 4:12, 4:12] += 120
+    cfg = TrainConfig(epochs=2, batch_size=32, patience=2, seed=5,
+                      model=CNNConfig(filters=(4,), convs_per_block=1, dense_units=8, augment=False))
+    args = (x[:100], y[:100], x[100:], y[100:], 2, cfg)
+    alone, _, _ = train(*args, verbose=0)
+    one, histories, info = train_members(*args, verbose=0)
+    np.testing.assert_array_equal(predict_proba(one, x[100:])[0], predict_proba(alone, x[100:])[0])
+    assert [s for s, _ in histories] == [5] and "members" not in info
+    mean, histories, info = train_members(*args, members=2, flip=True, verbose=0)
+    assert [s for s, _ in histories] == [5, 6] and [m["seed"] for m in info["members"]] == [5, 6]
+    assert info["flip_tta"] and info["best_epoch"] is None and info["epochs_run"] == 4
+    assert mean.count_params() == 2 * alone.count_params()

@@ -289,6 +289,33 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
     return model, history, info
 
 
+def train_members(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, members: int = 1,
+                  flip: bool = False, verbose: int = 2):
+    """The proposed CNN as ``members`` networks of seeds ``cfg.seed``, ``cfg.seed + 1``, ... (one network: exactly
+    :func:`train`), as one model averaging their probabilities (and the mirrored image's, with ``flip``).
+
+    Returns ``(model, [(seed, history), ...], info)``; an ensemble's info lists each member's under ``members``.
+    """
+    models, histories, infos = [], [], []
+    for i in range(members):
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
+        name = "cryptomed_cnn" if members == 1 else f"cryptomed_cnn_seed{member_cfg.seed}"
+        model, history, info = train(x_train, y_train, x_val, y_val, n_classes, member_cfg, verbose, name=name)
+        models.append(model), histories.append((member_cfg.seed, history)), infos.append({"seed": member_cfg.seed, **info})
+        log.info("network %d/%d (seed %d): %d epochs (best %d) in %.0f s, %.0f images/s", i + 1, members,
+                 member_cfg.seed, info["epochs_run"], info["best_epoch"], info["train_seconds"],
+                 info["train_images_per_second"] or 0)
+    if members == 1 and not flip:
+        return models[0], histories, infos[0]
+    model = average_model(models, flip)
+    seconds, epochs = sum(m["train_seconds"] for m in infos), sum(m["epochs_run"] for m in infos)
+    info = {**{k: infos[0][k] for k in ("backend", "keras_version", "class_weight", "n_train", "n_val")},
+            "parameters": int(model.count_params()), "members": infos, "flip_tta": flip, "epochs_run": epochs,
+            "best_epoch": None, "train_seconds": seconds,
+            "train_images_per_second": len(x_train) * epochs / seconds if seconds else None}
+    return model, histories, info
+
+
 def predict_proba(model, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, float]:
     """Return (probabilities, seconds) for ``x``; one warm-up batch first, so tracing is not timed."""
     model.predict(x[:batch_size], batch_size=batch_size, verbose=0)

@@ -9,7 +9,6 @@ those take plain paths and values and are what the unit tests exercise.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -223,7 +222,7 @@ def train_stage(smk) -> None:
     deterministic = bool(params.get("deterministic", False))
     backend = configure_backend(params.get("backend"), _threads(smk), deterministic)
     from .files import write_csv, write_json
-    from .models import as_model_input, save_model, train, train_config
+    from .models import as_model_input, save_model, train_config, train_members
 
     import pandas as pd
 
@@ -235,26 +234,7 @@ def train_stage(smk) -> None:
     members, flip = int(params.get("members", 1)), bool(params.get("flip_tta", False))
     log.info("training on %d images, validating on %d (%d network(s), backend %s, %d threads)", tr.sum(), va.sum(),
              members, backend, _threads(smk))
-    models, histories, infos = [], [], []
-    for i in range(members):  # a seed ensemble: seeds seed, seed + 1, ...
-        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
-        name = "cryptomed_cnn" if members == 1 else f"cryptomed_cnn_seed{member_cfg.seed}"
-        model, history, info = train(x_tr, y_tr, x_va, y_va, n_classes, member_cfg, name=name)
-        models.append(model), histories.append(history), infos.append({"seed": member_cfg.seed, **info})
-        log.info("network %d/%d (seed %d): %d epochs (best %d) in %.0f s, %.0f images/s", i + 1, members,
-                 member_cfg.seed, info["epochs_run"], info["best_epoch"], info["train_seconds"],
-                 info["train_images_per_second"] or 0)
-    if members == 1 and not flip:
-        model, info = models[0], infos[0]
-    else:
-        from .models import average_model
-
-        model = average_model(models, flip)
-        seconds = sum(m["train_seconds"] for m in infos)
-        info = {**{k: infos[0][k] for k in ("backend", "keras_version", "class_weight", "n_train", "n_val")},
-                "parameters": int(model.count_params()), "members": infos, "flip_tta": flip,
-                "epochs_run": sum(m["epochs_run"] for m in infos), "best_epoch": None, "train_seconds": seconds,
-                "train_images_per_second": len(x_tr) * sum(m["epochs_run"] for m in infos) / seconds if seconds else None}
+    model, histories, info = train_members(x_tr, y_tr, x_va, y_va, n_classes, cfg, members, flip)
     # the saved model's own validation scores (for an ensemble: of the mean, flips included)
     from .models import predict_proba
 
@@ -270,11 +250,11 @@ def train_stage(smk) -> None:
                  "data_load_seconds": load_seconds})
     save_model(model, smk.output.model)
     frames = []
-    for member, history in zip(infos, histories):
+    for seed, history in histories:
         hist = pd.DataFrame(history)
         hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
         if members > 1:
-            hist.insert(0, "seed", member["seed"])
+            hist.insert(0, "seed", seed)
         frames.append(hist)
     write_csv(smk.output.history, pd.concat(frames, ignore_index=True))
     write_json(smk.output.info, info)

