@@ -31,44 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def thumbnails(images: np.ndarray, size: int = 16) -> np.ndarray:
-    n, h, w = images.shape
-    f = h // size
-    return images.astype(np.float32).reshape(n, size, f, size, f).mean((2, 4)).reshape(n, -1) / 255.0
-
-
-def domain_scores(features: np.ndarray, is_test: np.ndarray, seed: int = 0, folds: int = 5):
-    """Out-of-fold P(test | image) for every record and the cross-validated ROC-AUC of train-vs-test."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    p = cross_val_predict(clf, features, is_test.astype(int), cv=cv, method="predict_proba")[:, 1]
-    return p, float(roc_auc_score(is_test, p))
-
-
-def test_like_split(scores, labels, groups, val_fraction: float) -> np.ndarray:
-    """Boolean mask of validation records: per class, the groups of highest mean score, about val_fraction."""
-    val = np.zeros(len(labels), bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        means = {}
-        for i in idx:
-            means.setdefault(groups[i], []).append(scores[i])
-        order = sorted(means, key=lambda g: -float(np.mean(means[g])))
-        target, taken = round(val_fraction * len(idx)), 0
-        chosen = set()
-        for g in order:
-            if taken >= target:
-                break
-            chosen.add(g)
-            taken += len(means[g])
-        val[idx] = [groups[i] in chosen for i in idx]
-    return val
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images_npz")
@@ -80,35 +42,33 @@ def main() -> None:
     args = ap.parse_args()
     from cryptomed.data import patient_id
     from cryptomed.datasets import get_dataset
+    from cryptomed.shift import domain_scores, test_like_validation, thumbnails
 
     spec = get_dataset(args.dataset)
     with np.load(args.images_npz, allow_pickle=False) as npz:
         d = {k: npz[k] for k in npz.files}
     with open(args.split_manifest, newline="") as fh:
-        source = {r["id"]: r["source_path"] for r in csv.DictReader(fh)}
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
     is_test = d["splits"] == "test"
-    feats = thumbnails(d["images"])
-    scores, auc = domain_scores(feats, is_test)
     tv = ~is_test
-    groups = np.array([patient_id(spec, source[i]) or f"id {i}" for i in d["ids"][tv]], dtype=object)
-    val = test_like_split(scores[tv], d["labels"][tv], groups, args.val_fraction)
+    # groups as the pipeline's (patients; chest X-ray has no near-copy pairs inside train), content-order keys
+    groups = np.array([patient_id(spec, rows[i]["source_path"]) or f"id {i}" for i in d["ids"]], dtype=object)
+    keys = np.array([rows[i]["pixel_sha256"] for i in d["ids"]])
+    val, shift = test_like_validation(d["images"], is_test, d["labels"], groups, keys, args.val_fraction)
+    feats = thumbnails(d["images"])
 
     # label-free check: can the domain classifier still tell validation from test? (old split vs new split)
     from sklearn.metrics import roc_auc_score
 
     old_val = d["splits"][tv] == "val"
-    report = {"dataset": args.dataset, "domain_auc_train_vs_test": round(auc, 4),
+    report = {"dataset": args.dataset, **shift,
               "n_val": int(val.sum()), "n_train": int((~val).sum()),
               "val_per_class": {str(c): int((val & (d["labels"][tv] == c)).sum()) for c in np.unique(d["labels"])},
-              "mean_test_likeness": {"old_val": round(float(scores[tv][old_val].mean()), 4),
-                                     "new_val": round(float(scores[tv][val].mean()), 4),
-                                     "new_train": round(float(scores[tv][~val].mean()), 4),
-                                     "test": round(float(scores[is_test].mean()), 4)},
               "overlap_with_old_val": int((val & old_val).sum())}
     for name, mask in (("old_val", old_val), ("new_val", val)):
         f = np.r_[feats[tv][mask], feats[is_test]]
         y = np.r_[np.zeros(mask.sum()), np.ones(is_test.sum())]
-        _, a = domain_scores(f, y.astype(bool), seed=1)
+        _, a = domain_scores(f, y.astype(bool), seed=1)  # a new classifier: a consistency check
         report[f"domain_auc_{name}_vs_test"] = round(a, 4)
     print(json.dumps(report, indent=1))
     if args.report:

@@ -45,6 +45,8 @@ CANDIDATES = {
     "H_A_stride2": {"model.stem_stride": 2},
     # the strided default trained longer: seeds 42 and 43 of H_A_stride2 hit the 15-epoch cap, seed 44 stopped early
     "J_stride2_long": {"model.stem_stride": 2, "epochs": 40, "patience": 6},
+    # J with the strong augmentation (rotation, zoom, shift, contrast, brightness): aimed at an acquisition shift
+    "K_J_strong": {"model.stem_stride": 2, "epochs": 40, "patience": 6, "model.augment": "strong"},
 }
 
 

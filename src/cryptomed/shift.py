@@ -1,0 +1,93 @@
+"""Train -> test shift, measured without test labels, and a validation split that resembles the test images.
+
+A domain classifier learns to tell official-training images from test images from their pixels alone (16x16
+thumbnails; it never sees a class label). Its cross-validated ROC-AUC measures the shift (0.5: none), and its
+out-of-fold score ranks training images by how much they look like the test images. ``test_like_split`` then takes,
+per class, the most test-like groups (patients, near-copy groups) as the validation split ("adversarial
+validation"), so early stopping, checkpoints and choices made on validation see the shift (docs/tuning.md).
+
+Records are put in content order (their pixel SHA-256) before the folds are drawn: the split depends on the images,
+not on the order they arrive in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import CryptomedError
+
+THUMBNAIL = 16
+
+
+def thumbnails(images: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
+    """Block means of each image on a ``size`` x ``size`` grid, scaled to [0, 1] (edge rows that do not fill a
+    block are left out)."""
+    n, h, w = images.shape
+    fh, fw = h // size, w // size
+    if fh < 1 or fw < 1:
+        raise ValueError(f"images of {h}x{w} px are smaller than the {size}-px thumbnail")
+    x = images[:, : fh * size, : fw * size].astype(np.float32)
+    return x.reshape(n, size, fh, size, fw).mean((2, 4)).reshape(n, -1) / 255.0
+
+
+def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: int = 0, folds: int = 5):
+    """Out-of-fold P(test | image) for every record and the cross-validated ROC-AUC of train vs test.
+
+    ``keys`` (e.g. pixel SHA-256 digests) fix the order the folds are drawn in, so the result does not depend on the
+    order of the records."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    is_test = np.asarray(is_test, bool)
+    n_test, n_train = int(is_test.sum()), int((~is_test).sum())
+    folds = min(folds, n_test, n_train)
+    if folds < 2:
+        raise CryptomedError(f"test-like validation needs at least 2 training and 2 test images "
+                             f"(got {n_train} and {n_test})")
+    order = np.argsort(np.asarray(keys), kind="stable") if keys is not None else np.arange(len(is_test))
+    clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    p = np.empty(len(is_test))
+    p[order] = cross_val_predict(clf, features[order], is_test[order].astype(int), cv=cv,
+                                 method="predict_proba")[:, 1]
+    return p, float(roc_auc_score(is_test, p))
+
+
+def test_like_split(scores, labels, groups, val_fraction: float) -> np.ndarray:
+    """Boolean mask of the validation records: per class, whole groups in order of their mean test-likeness (ties
+    by group key) until ``round(val_fraction * class size)`` records are taken."""
+    scores, labels, groups = np.asarray(scores, float), np.asarray(labels), np.asarray(groups)
+    val = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        members: dict = {}
+        for i in idx:
+            members.setdefault(groups[i], []).append(i)
+        order = sorted(members, key=lambda g: (-float(scores[members[g]].mean()), str(g)))
+        target, taken = round(val_fraction * len(idx)), 0
+        for g in order:
+            if taken >= target:
+                break
+            val[members[g]] = True
+            taken += len(members[g])
+    return val
+
+
+def test_like_validation(images, is_test, labels, groups, keys, val_fraction: float, seed: int = 0):
+    """The test-like validation mask over the non-test records and a report of the shift (counts and scores only)."""
+    is_test = np.asarray(is_test, bool)
+    feats = thumbnails(images)
+    scores, auc = domain_scores(feats, is_test, keys, seed=seed)
+    tv = ~is_test
+    val = test_like_split(scores[tv], np.asarray(labels)[tv], np.asarray(groups)[tv], val_fraction)
+    report = {
+        "method": "test_like: per class, the training patients/groups most like the test images by a domain "
+                  f"classifier (gradient boosting on {THUMBNAIL}x{THUMBNAIL} thumbnails, pixels only, "
+                  "out-of-fold scores)",
+        "domain_auc_train_vs_test": round(auc, 4),
+        "mean_test_likeness": {"val": round(float(scores[tv][val].mean()), 4) if val.any() else None,
+                               "train": round(float(scores[tv][~val].mean()), 4) if (~val).any() else None,
+                               "test": round(float(scores[is_test].mean()), 4)},
+    }
+    return val, report
