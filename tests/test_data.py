@@ -122,3 +122,19 @@ def test_subset_per_class(raw):
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="aspect"):
         PreprocessSettings(aspect="squash")
+
+
+def test_preprocess_test_like_validation_keeps_groups_and_class_shares(raw):
+    tar, manifest = raw
+    result = preprocess(SPEC, tar, manifest,
+                        PreprocessSettings(image_size=16, val_fraction=0.2, seed=3, test_like_validation=True))
+    report, splits, labels = result.report, result.arrays["splits"], result.arrays["labels"]
+    assert report["validation"]["method"].startswith("test_like")
+    assert 0.0 <= report["validation"]["domain_auc_train_vs_test"] <= 1.0
+    assert (splits == "test").sum() == 12  # the test split is untouched
+    for k in range(len(SPEC.classes)):  # round(0.2 * class size) of each class's training images
+        n = ((splits != "test") & (labels == k)).sum()
+        assert ((splits == "val") & (labels == k)).sum() == round(0.2 * n)
+    assert report["near_copies"]["check"]["val_images_with_a_copy_in_train"] == 0
+    default = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=16, val_fraction=0.2, seed=3)).report
+    assert default["validation"]["method"].startswith("random")

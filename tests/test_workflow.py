@@ -76,6 +76,8 @@ def test_metrics_have_every_field(run):
         report = json.loads((wd / f"results/{ds}/data_report.json").read_text())
         assert report["counts"]["test"]["total"] == 60 * n_classes  # test split kept whole (per-class subset)
         assert report["counts"]["val"]["total"] > 0
+        # config/test.yaml: chest X-ray's validation split is the test-like one (cryptomed.shift), brain MRI's random
+        assert report["validation"]["method"].split(":")[0] == ("test_like" if ds == "chest_xray" else "random")
         near = report["near_copies"]  # leakage measured on the final splits of the real subset
         assert near["threshold"] == 0.15 and set(near["train_copies_of_test_dropped"]["by_kind"]) == {
             "exact", "near", "flipped_or_rotated"}

@@ -64,6 +64,9 @@ class PreprocessSettings:
     near_copy_threshold: float | None = 0.15
     near_copy_thumbnail: int = 16  # side of the normalised thumbnails compared
     group_by_patient: bool = True  # validation split grouped by the patient id in upstream file names
+    # Validation = the training groups most like the test images, per class (cryptomed.shift; pixels only, no test
+    # label); False: a stratified, grouped random split.
+    test_like_validation: bool = False
 
     def __post_init__(self):
         if self.aspect not in ASPECT_POLICIES:
@@ -297,7 +300,17 @@ def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str
     n_splits = min(max(2, int(round(1.0 / settings.val_fraction))), len(set(g.tolist())),
                    max(Counter(y.tolist()).values(), default=0))
     val = set()
-    if n_splits >= 2:
+    if settings.test_like_validation and train:
+        from .shift import validation_like_test
+
+        test = [it for it in kept if it[0]["split"] == "test"]
+        both = train + test
+        mask, leak["validation"] = validation_like_test(
+            _stack(both, settings.image_size), np.arange(len(both)) >= len(train),
+            [it[0]["label"] for it in both], [leak["groups"].get(it[0]["path"], -1) for it in both],
+            [it[1] for it in both], settings.val_fraction)
+        val = set(np.flatnonzero(mask).tolist())
+    elif n_splits >= 2:
         import warnings
 
         with warnings.catch_warnings():  # "least populated class has only N members": fine for tiny subsets
@@ -414,6 +427,8 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
             d for r, d, _, _ in decoded if r["split"] == "test").values() if c > 1)),
         "near_copies": leak["report"],
         "patients": leak["patients"],
+        "validation": leak.get("validation") or {"method": "random: stratified by class, grouped by patient and "
+                                                           "near-copy group (StratifiedGroupKFold)"},
     }
     report["near_copies"]["check"] = _leakage_check(spec, kept, split_of, settings)
     arrays = {"images": images, "labels": labels, "ids": ids, "splits": splits,

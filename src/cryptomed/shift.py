@@ -2,7 +2,7 @@
 
 A domain classifier learns to tell official-training images from test images from their pixels alone (16x16
 thumbnails; it never sees a class label). Its cross-validated ROC-AUC measures the shift (0.5: none), and its
-out-of-fold score ranks training images by how much they look like the test images. ``test_like_split`` then takes,
+out-of-fold score ranks training images by how much they look like the test images. ``split_like_test`` then takes,
 per class, the most test-like groups (patients, near-copy groups) as the validation split ("adversarial
 validation"), so early stopping, checkpoints and choices made on validation see the shift (docs/tuning.md).
 
@@ -17,6 +17,7 @@ import numpy as np
 from . import CryptomedError
 
 THUMBNAIL = 16
+SEED = 0  # the domain classifier's and its folds' seed: fixed, so the split is the one docs/tuning.md scored
 
 
 def thumbnails(images: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
@@ -30,7 +31,7 @@ def thumbnails(images: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
     return x.reshape(n, size, fh, size, fw).mean((2, 4)).reshape(n, -1) / 255.0
 
 
-def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: int = 0, folds: int = 5):
+def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: int = SEED, folds: int = 5):
     """Out-of-fold P(test | image) for every record and the cross-validated ROC-AUC of train vs test.
 
     ``keys`` (e.g. pixel SHA-256 digests) fix the order the folds are drawn in, so the result does not depend on the
@@ -54,7 +55,7 @@ def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: in
     return p, float(roc_auc_score(is_test, p))
 
 
-def test_like_split(scores, labels, groups, val_fraction: float) -> np.ndarray:
+def split_like_test(scores, labels, groups, val_fraction: float) -> np.ndarray:
     """Boolean mask of the validation records: per class, whole groups in order of their mean test-likeness (ties
     by group key) until ``round(val_fraction * class size)`` records are taken."""
     scores, labels, groups = np.asarray(scores, float), np.asarray(labels), np.asarray(groups)
@@ -74,13 +75,13 @@ def test_like_split(scores, labels, groups, val_fraction: float) -> np.ndarray:
     return val
 
 
-def test_like_validation(images, is_test, labels, groups, keys, val_fraction: float, seed: int = 0):
+def validation_like_test(images, is_test, labels, groups, keys, val_fraction: float, seed: int = SEED):
     """The test-like validation mask over the non-test records and a report of the shift (counts and scores only)."""
     is_test = np.asarray(is_test, bool)
     feats = thumbnails(images)
     scores, auc = domain_scores(feats, is_test, keys, seed=seed)
     tv = ~is_test
-    val = test_like_split(scores[tv], np.asarray(labels)[tv], np.asarray(groups)[tv], val_fraction)
+    val = split_like_test(scores[tv], np.asarray(labels)[tv], np.asarray(groups)[tv], val_fraction)
     report = {
         "method": "test_like: per class, the training patients/groups most like the test images by a domain "
                   f"classifier (gradient boosting on {THUMBNAIL}x{THUMBNAIL} thumbnails, pixels only, "

@@ -66,6 +66,7 @@ def check_dataset_names(key, names):
 check_dataset_names("baselines.transfer.efficientnet_lite0.image_size_by_dataset",
                     TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {})
 check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
+check_dataset_names("preprocess.test_like_validation", config["preprocess"]["test_like_validation"])
 
 TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run
@@ -169,6 +170,14 @@ def aes_inputs(wildcards):
         "decrypt_timing": f"results/{wildcards.dataset}/timing/decrypt.csv",
         "verified": f"results/{wildcards.dataset}/container_verified.json",
     }
+
+
+def preprocess_params(wildcards):
+    """Preprocessing settings of one dataset: test_like_validation as its yes/no (another dataset's entry never looks
+    like a change to this one)."""
+    settings = dict(config["preprocess"])
+    settings["test_like_validation"] = wildcards.dataset in settings["test_like_validation"]
+    return settings
 
 
 def train_params(wildcards):

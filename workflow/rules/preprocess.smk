@@ -22,7 +22,7 @@ rule preprocess:
             category="Data",
         ),
     params:
-        settings=config["preprocess"],
+        settings=preprocess_params,
     threads: job_threads(4)
     log:
         "logs/preprocess/{dataset}.log",

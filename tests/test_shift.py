@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from cryptomed import CryptomedError
+from cryptomed.shift import domain_scores, split_like_test, thumbnails, validation_like_test
+
+
+def images(rng, n, bright_top=False):
+    x = rng.integers(60, 120, size=(n, 32, 32)).astype(np.uint8)
+    if bright_top:  # an acquisition difference: the upper half brighter
+        x[:, :16] += 80
+    return x
+
+
+def test_thumbnails_are_block_means_and_crop_the_remainder():
+    x = np.arange(2 * 64 * 64, dtype=np.float64).reshape(2, 64, 64) % 256
+    t = thumbnails(x.astype(np.uint8))
+    assert t.shape == (2, 256)
+    np.testing.assert_allclose(t[0, 0], x[0, :4, :4].mean() / 255, rtol=1e-6)
+    assert thumbnails(np.zeros((1, 35, 35), np.uint8)).shape == (1, 256)  # 2-px blocks, 3 edge rows/cols left out
+    with pytest.raises(ValueError, match="smaller than"):
+        thumbnails(np.zeros((1, 8, 8), np.uint8))
+
+
+def test_domain_auc_sees_a_shift_and_not_its_absence():
+    rng = np.random.default_rng(0)
+    train = images(rng, 120)
+    same, shifted = images(rng, 40), images(rng, 40, bright_top=True)
+    is_test = np.r_[np.zeros(120, bool), np.ones(40, bool)]
+    _, auc_none = domain_scores(thumbnails(np.r_[train, same]), is_test)
+    _, auc_shift = domain_scores(thumbnails(np.r_[train, shifted]), is_test)
+    assert auc_none < 0.7 and auc_shift > 0.95
+
+
+def test_domain_scores_do_not_depend_on_record_order_given_keys():
+    rng = np.random.default_rng(1)
+    x = np.r_[images(rng, 60), images(rng, 30, bright_top=True)]
+    is_test = np.r_[np.zeros(60, bool), np.ones(30, bool)]
+    keys = np.array([f"{i:04d}" for i in rng.permutation(90)])
+    p1, a1 = domain_scores(thumbnails(x), is_test, keys)
+    perm = rng.permutation(90)
+    p2, a2 = domain_scores(thumbnails(x[perm]), is_test[perm], keys[perm])
+    np.testing.assert_array_equal(p1[perm], p2)
+    assert a1 == a2
+
+
+def test_split_takes_whole_groups_of_highest_mean_score_per_class():
+    scores = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.3, 0.95, 0.05, 0.6, 0.4])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    groups = np.array(["a", "b", "c", "c", "d", "e", "f", "g", "h", "h"])
+    val = split_like_test(scores, labels, groups, 0.4)  # 2 of each class
+    # class 0: group a (0.9) then c (mean 0.75, two images) -> 3 images, the group is not cut
+    assert val[[0, 2, 3]].all() and not val[[1, 4]].any()
+    # class 1: f (0.95), then h (mean 0.5) -> 3 images
+    assert val[[6, 8, 9]].all() and not val[[5, 7]].any()
+
+
+def test_test_like_validation_picks_the_training_images_that_look_like_test():
+    rng = np.random.default_rng(2)
+    plain, like = images(rng, 150), images(rng, 30, bright_top=True)
+    test = images(rng, 40, bright_top=True)
+    x = np.r_[plain, like, test]
+    is_test = np.r_[np.zeros(180, bool), np.ones(40, bool)]
+    labels = np.r_[np.arange(180) % 2, np.arange(40) % 2]
+    groups = np.arange(220)
+    keys = [f"{i:05d}" for i in range(220)]
+    val, report = validation_like_test(x, is_test, labels, groups, keys, 0.1)
+    assert val.shape == (180,) and val.sum() == 18 and val[labels[:180] == 0].sum() == 9
+    assert val[150:].sum() >= 15  # nearly all from the test-like 30 of 180
+    assert report["domain_auc_train_vs_test"] > 0.6
+    assert report["mean_test_likeness"]["val"] > report["mean_test_likeness"]["train"]
+
+
+def test_too_few_test_images_is_a_clear_error():
+    x = np.zeros((5, 16, 16), np.uint8)
+    with pytest.raises(CryptomedError, match="at least 2 training and 2 test"):
+        validation_like_test(x, [0, 0, 0, 0, 1], [0, 1, 0, 1, 0], range(5), range(5), 0.2)
