@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     from cryptomed.data import patient_id
     from cryptomed.datasets import get_dataset
-    from cryptomed.shift import domain_scores, test_like_validation, thumbnails
+    from cryptomed.shift import domain_scores, thumbnails, validation_like_test
 
     spec = get_dataset(args.dataset)
     with np.load(args.images_npz, allow_pickle=False) as npz:
@@ -54,7 +54,7 @@ def main() -> None:
     # groups as the pipeline's (patients; chest X-ray has no near-copy pairs inside train), content-order keys
     groups = np.array([patient_id(spec, rows[i]["source_path"]) or f"id {i}" for i in d["ids"]], dtype=object)
     keys = np.array([rows[i]["pixel_sha256"] for i in d["ids"]])
-    val, shift = test_like_validation(d["images"], is_test, d["labels"], groups, keys, args.val_fraction)
+    val, shift = validation_like_test(d["images"], is_test, d["labels"], groups, keys, args.val_fraction)
     feats = thumbnails(d["images"])
 
     # label-free check: can the domain classifier still tell validation from test? (old split vs new split)
