@@ -524,8 +524,9 @@ def leakage(res: Results, ds: str | None) -> str:
 
 
 def tuning(res: Results, arg: str | None) -> str:
-    """The recipe search record (``results/tuning/tuning.csv``): validation scores only, with cost and machine."""
-    frame = res.csv("tuning/tuning.csv")
+    """The recipe search record (``results/tuning/tuning.csv``; ``tuning:NAME``: ``results/tuning/NAME/tuning.csv``,
+    a search on another validation split): validation scores only, with cost and machine."""
+    frame = res.csv(f"tuning/{arg}/tuning.csv" if arg else "tuning/tuning.csv")
     rows = []
     for _, r in frame.iterrows():
         size = r.get("image_size")
@@ -578,6 +579,34 @@ def tuning_seed_ensemble(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_testlike(res: Results, arg: str | None) -> str:
+    """The test-like validation split of chest X-ray (``results/tuning/testlike/``, benchmarks/shift_validation.py):
+    the shift the domain classifier measures, and each candidate's mean over seeds of the two decision rules."""
+    shift = res.json("tuning/testlike/shift_chest_xray.json")
+    lines = _table(["domain classifier ROC-AUC (0.5 = no shift)", "value"], [
+        ["official training vs test images", f3(shift["domain_auc_train_vs_test"])],
+        ["random validation split vs test", f3(shift["domain_auc_old_val_vs_test"])],
+        ["test-like validation split vs test", f3(shift["domain_auc_new_val_vs_test"])],
+    ], "|---|---:|")
+    lines += ["", f"The test-like split has {fint(shift['n_val'])} images, {fint(shift['overlap_with_old_val'])} of them "
+              "in the random one.", ""]
+    rows = []
+    for ds, rel, split in (("chest_xray", "tuning/testlike/tuning.csv", "test-like"),
+                           ("brain_mri", "tuning/tuning.csv", "random")):
+        frame = res.csv(rel)
+        for cand in ("J_stride2_long", "K_J_strong"):
+            sel = frame[(frame["dataset"] == ds) & (frame["candidate"] == cand) & frame["seed"].isin([42, 43])
+                        & (frame["image_size"] == 64)]
+            if len(sel) != 2:
+                raise DocsError(f"{rel}: {ds} {cand} needs seeds 42 and 43 at 64 px, found {len(sel)} rows")
+            rows.append([ds, split, cand, f3(sel["val_accuracy"].mean()), f3(sel["val_roc_auc"].mean()),
+                         f3(sel["val_loss"].mean())])
+    lines += _table(["dataset", "validation split", "candidate", "mean val accuracy", "mean val ROC-AUC",
+                     "mean val loss"], rows, "|---|---|---|---:|---:|---:|")
+    lines += ["", "Means over seeds 42 and 43."]
+    return "\n".join(lines) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -611,6 +640,7 @@ GENERATORS = {
     "tuning-transfer": tuning_transfer,
     "tuning-ensemble": tuning_ensemble,
     "tuning-seed-ensemble": tuning_seed_ensemble,
+    "tuning-testlike": tuning_testlike,
     "seeds": seeds,
 }
 
