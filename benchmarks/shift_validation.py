@@ -39,12 +39,20 @@ def main() -> None:
     ap.add_argument("--dataset", default="chest_xray")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--report", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--data-report", default=None,
+                    help="the preprocess's data report (default results/DATASET/data_report.json): refused if its "
+                         "validation split is already the test-like one")
     args = ap.parse_args()
     from cryptomed.data import patient_id
     from cryptomed.datasets import get_dataset
     from cryptomed.shift import domain_scores, thumbnails, validation_like_test
 
     spec = get_dataset(args.dataset)
+    report_path = Path(args.data_report or f"results/{args.dataset}/data_report.json")
+    if report_path.is_file() and json.loads(report_path.read_text()).get("validation", {}).get(
+            "method", "random").startswith("test_like"):
+        sys.exit(f"{report_path}: this preprocess already carved the test-like validation split, and the script "
+                 "compares against the random one: preprocess with preprocess.test_like_validation: [] first")
     with np.load(args.images_npz, allow_pickle=False) as npz:
         d = {k: npz[k] for k in npz.files}
     with open(args.split_manifest, newline="") as fh:

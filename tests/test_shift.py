@@ -55,6 +55,28 @@ def test_split_takes_whole_groups_of_highest_mean_score_per_class():
     assert val[[6, 8, 9]].all() and not val[[5, 7]].any()
 
 
+def test_a_group_spanning_classes_is_never_cut():
+    scores = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.7])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    groups = np.array(["p", "q", "r", "s", "t", "p"])  # patient p has an image of each class
+    val = split_like_test(scores, labels, groups, 0.34)  # 1 of each class
+    assert val[0] and val[5]  # p taken for class 0 brings its class-1 image along, and it counts for class 1
+    assert val.sum() == 2
+    sides = {}
+    for g, v in zip(groups, val):
+        sides.setdefault(g, set()).add(bool(v))
+    assert all(len(s) == 1 for s in sides.values())
+
+
+def test_ties_are_broken_by_content_key_not_group_name():
+    scores = np.array([0.5, 0.5, 0.1, 0.1])
+    labels = np.zeros(4, int)
+    val = split_like_test(scores, labels, np.array([10, 2, 3, 4]), 0.25, keys=["a", "b", "c", "d"])
+    assert val.tolist() == [True, False, False, False]
+    val = split_like_test(scores, labels, np.array([10, 2, 3, 4]), 0.25, keys=["b", "a", "c", "d"])
+    assert val.tolist() == [False, True, False, False]
+
+
 def test_test_like_validation_picks_the_training_images_that_look_like_test():
     rng = np.random.default_rng(2)
     plain, like = images(rng, 150), images(rng, 30, bright_top=True)
@@ -73,5 +95,5 @@ def test_test_like_validation_picks_the_training_images_that_look_like_test():
 
 def test_too_few_test_images_is_a_clear_error():
     x = np.zeros((5, 16, 16), np.uint8)
-    with pytest.raises(CryptomedError, match="at least 2 training and 2 test"):
-        validation_like_test(x, [0, 0, 0, 0, 1], [0, 1, 0, 1, 0], range(5), range(5), 0.2)
+    with pytest.raises(CryptomedError, match="my_set: test-like validation needs at least 2 training and 2 test"):
+        validation_like_test(x, [0, 0, 0, 0, 1], [0, 1, 0, 1, 0], range(5), range(5), 0.2, name="my_set")

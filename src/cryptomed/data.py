@@ -79,6 +79,8 @@ class PreprocessSettings:
             raise ValueError(f"near_copy_threshold must be in [0, 1) or null, got {self.near_copy_threshold}")
         if not 4 <= self.near_copy_thumbnail <= 64:
             raise ValueError(f"near_copy_thumbnail must be in [4, 64], got {self.near_copy_thumbnail}")
+        if not isinstance(self.test_like_validation, bool):  # the config's list becomes a per-dataset yes/no
+            raise ValueError(f"test_like_validation must be true or false, got {self.test_like_validation!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -288,7 +290,7 @@ def _drop_leakage(spec: DatasetSpec, decoded, settings: PreprocessSettings):
     return kept, dropped, {"report": report, "patients": patients, "samples": samples, "groups": groups_of}
 
 
-def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str]:
+def _validation_split(kept, settings: PreprocessSettings, leak, spec_name: str = "dataset") -> dict[str, str]:
     """Stratified by class, grouped by near-copy group and patient (scikit-learn's StratifiedGroupKFold): the
     first of ``round(1 / val_fraction)`` folds is validation."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -308,7 +310,7 @@ def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str
         mask, leak["validation"] = validation_like_test(
             _stack(both, settings.image_size), np.arange(len(both)) >= len(train),
             [it[0]["label"] for it in both], [leak["groups"].get(it[0]["path"], -1) for it in both],
-            [it[1] for it in both], settings.val_fraction)
+            [it[1] for it in both], settings.val_fraction, name=spec_name)
         val = set(np.flatnonzero(mask).tolist())
     elif n_splits >= 2:
         import warnings
@@ -324,6 +326,15 @@ def _validation_split(kept, settings: PreprocessSettings, leak) -> dict[str, str
     if not val or len(val) == len(train):
         raise CryptomedError(f"preprocess: cannot carve a validation split from {len(train)} training images in "
                              f"{len(set(g.tolist()))} groups (val_fraction={settings.val_fraction}); use more images")
+    sides: dict[int, set] = {}
+    for i in range(len(train)):
+        sides.setdefault(int(g[i]), set()).add(i in val)
+    if any(len(s) > 1 for s in sides.values()):  # a patient or near-copy group on both sides: a bug, never a result
+        raise CryptomedError(f"preprocess {spec_name}: a patient or near-copy group straddles train and validation")
+    empty = [int(c) for c in np.unique(y) if all(i in val for i in np.flatnonzero(y == c))]
+    if empty:
+        raise CryptomedError(f"preprocess {spec_name}: class label(s) {empty} would have no training image left "
+                             f"(val_fraction={settings.val_fraction}, one large patient group); use more images")
     for i, it in enumerate(train):
         split_of[it[0]["path"]] = "val" if i in val else "train"
     return split_of
@@ -388,7 +399,7 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
         log.warning("skipped corrupt image %s (on_corrupt=skip)", path)
 
     kept, dropped, leak = _drop_leakage(spec, decoded, settings)
-    split_of = _validation_split(kept, settings, leak)
+    split_of = _validation_split(kept, settings, leak, spec.name)
     rng = np.random.default_rng(settings.seed)
 
     # Opaque ids in a seeded random order (ids and positions do not reveal the class).

@@ -590,6 +590,13 @@ def tuning_testlike(res: Results, arg: str | None) -> str:
     ], "|---|---:|")
     lines += ["", f"The test-like split has {fint(shift['n_val'])} images, {fint(shift['overlap_with_old_val'])} of them "
               "in the random one.", ""]
+    full = res.json("chest_xray/data_report.json")
+    val = full.get("validation", {})
+    if not val.get("method", "").startswith("test_like"):
+        raise DocsError("results/chest_xray/data_report.json: the full run did not use the test-like validation split")
+    lines += [f"The full run's chest X-ray split (`results/chest_xray/data_report.json`): {fint(full['counts']['val']['total'])} "
+              f"validation images, domain classifier ROC-AUC {f3(val['domain_auc_train_vs_test'])} (the benchmark: "
+              f"{fint(shift['n_val'])} and {f3(shift['domain_auc_train_vs_test'])}).", ""]
     rows = []
     for ds, rel, split in (("chest_xray", "tuning/testlike/tuning.csv", "test-like"),
                            ("brain_mri", "tuning/tuning.csv", "random")):

@@ -55,33 +55,43 @@ def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: in
     return p, float(roc_auc_score(is_test, p))
 
 
-def split_like_test(scores, labels, groups, val_fraction: float) -> np.ndarray:
-    """Boolean mask of the validation records: per class, whole groups in order of their mean test-likeness (ties
-    by group key) until ``round(val_fraction * class size)`` records are taken."""
+def split_like_test(scores, labels, groups, val_fraction: float, keys=None) -> np.ndarray:
+    """Boolean mask of the validation records: class by class, whole groups in order of their mean test-likeness
+    over that class's images, until ``max(1, round(val_fraction * class size))`` of the class are taken.
+
+    A group is never cut: when one with images in several classes is taken, all its images go to validation and
+    count for their classes. Ties go to the group whose smallest key (e.g. pixel SHA-256) is smallest."""
     scores, labels, groups = np.asarray(scores, float), np.asarray(labels), np.asarray(groups)
+    keys = np.asarray(keys if keys is not None else [f"{i:012d}" for i in range(len(labels))]).astype(str)
+    members: dict = {}
+    for i, g in enumerate(groups.tolist()):
+        members.setdefault(g, []).append(i)
+    first_key = {g: min(keys[m]) for g, m in members.items()}
     val = np.zeros(len(labels), bool)
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        members: dict = {}
-        for i in idx:
-            members.setdefault(groups[i], []).append(i)
-        order = sorted(members, key=lambda g: (-float(scores[members[g]].mean()), str(g)))
-        target, taken = round(val_fraction * len(idx)), 0
-        for g in order:
-            if taken >= target:
+        in_class = labels == c
+        target = max(1, round(val_fraction * int(in_class.sum())))
+        mean = {g: float(scores[[i for i in m if in_class[i]]].mean())
+                for g, m in members.items() if in_class[m].any()}
+        for g in sorted(mean, key=lambda g: (-mean[g], first_key[g])):
+            if int((val & in_class).sum()) >= target:
                 break
             val[members[g]] = True
-            taken += len(members[g])
     return val
 
 
-def validation_like_test(images, is_test, labels, groups, keys, val_fraction: float, seed: int = SEED):
+def validation_like_test(images, is_test, labels, groups, keys, val_fraction: float, seed: int = SEED,
+                         name: str = "dataset"):
     """The test-like validation mask over the non-test records and a report of the shift (counts and scores only)."""
     is_test = np.asarray(is_test, bool)
     feats = thumbnails(images)
-    scores, auc = domain_scores(feats, is_test, keys, seed=seed)
+    try:
+        scores, auc = domain_scores(feats, is_test, keys, seed=seed)
+    except CryptomedError as exc:
+        raise CryptomedError(f"{name}: {exc}") from None
     tv = ~is_test
-    val = split_like_test(scores[tv], np.asarray(labels)[tv], np.asarray(groups)[tv], val_fraction)
+    val = split_like_test(scores[tv], np.asarray(labels)[tv], np.asarray(groups)[tv], val_fraction,
+                          np.asarray(keys)[tv])
     report = {
         "method": "test_like: per class, the training patients/groups most like the test images by a domain "
                   f"classifier (gradient boosting on {THUMBNAIL}x{THUMBNAIL} thumbnails, pixels only, "

@@ -173,10 +173,11 @@ def aes_inputs(wildcards):
 
 
 def preprocess_params(wildcards):
-    """Preprocessing settings of one dataset: test_like_validation as its yes/no (another dataset's entry never looks
-    like a change to this one)."""
+    """Preprocessing settings of one dataset: test_like_validation only where it lists the dataset (as true), so
+    another dataset's entry never looks like a change to this one."""
     settings = dict(config["preprocess"])
-    settings["test_like_validation"] = wildcards.dataset in settings["test_like_validation"]
+    if wildcards.dataset in settings.pop("test_like_validation"):
+        settings["test_like_validation"] = True
     return settings
 
 
