@@ -38,8 +38,9 @@ def dihedral(images: np.ndarray) -> np.ndarray:
     ])
 
 
-def thumbnails(images: np.ndarray, size: int = 16) -> np.ndarray:
-    """``(N, size, size)`` float32 thumbnails (area average), each normalised to mean 0 and unit variance.
+def thumbnails(images: np.ndarray, size: int = 16, normalise: bool = True) -> np.ndarray:
+    """``(N, size, size)`` float32 thumbnails (area average), each normalised to mean 0 and unit variance (unless
+    ``normalise`` is False: then the grey levels are kept, as cryptomed.shift needs).
 
     A flat image (no variance) stays all zeros: its distance to anything is sqrt(2), never a match by accident.
     """
@@ -55,6 +56,8 @@ def thumbnails(images: np.ndarray, size: int = 16) -> np.ndarray:
     else:
         for i, img in enumerate(images):
             out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+    if not normalise:
+        return out
     flat = out.reshape(n, size * size)
     flat -= flat.mean(axis=1, keepdims=True)
     std = flat.std(axis=1, keepdims=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import CryptomedError
+from . import CryptomedError, dedup
 
 THUMBNAIL = 16
 SEED = 0  # the domain classifier's and its folds' seed: fixed, so the split is the one docs/tuning.md scored
@@ -27,8 +27,8 @@ def thumbnails(images: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
     fh, fw = h // size, w // size
     if fh < 1 or fw < 1:
         raise ValueError(f"images of {h}x{w} px are smaller than the {size}-px thumbnail")
-    x = images[:, : fh * size, : fw * size].astype(np.float32)
-    return x.reshape(n, size, fh, size, fw).mean((2, 4)).reshape(n, -1) / 255.0
+    blocks = dedup.thumbnails(images[:, : fh * size, : fw * size], size, normalise=False)  # exact block means
+    return blocks.reshape(n, -1) / 255.0
 
 
 def domain_scores(features: np.ndarray, is_test: np.ndarray, keys=None, seed: int = SEED, folds: int = 5):

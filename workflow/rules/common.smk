@@ -172,24 +172,28 @@ def aes_inputs(wildcards):
     }
 
 
-def preprocess_params(wildcards):
-    """Preprocessing settings of one dataset: test_like_validation only where it lists the dataset (as true), so
-    another dataset's entry never looks like a change to this one."""
-    settings = dict(config["preprocess"])
-    if wildcards.dataset in settings.pop("test_like_validation"):
-        settings["test_like_validation"] = True
+def for_dataset(section, dataset, key):
+    """A copy of a config section whose per-dataset list ``key`` becomes this dataset's ``True``, or is left out: so
+    another dataset's entry never looks like a change to this one (Snakemake compares params)."""
+    settings = dict(section)
+    if dataset in settings.pop(key):
+        settings[key] = True
     return settings
+
+
+def preprocess_params(wildcards):
+    """Preprocessing settings of one dataset (test_like_validation as its yes/no)."""
+    return for_dataset(config["preprocess"], wildcards.dataset, "test_like_validation")
 
 
 def train_params(wildcards):
     """Training settings of a CNN method: the deep CNN's, or the shallow baseline's architecture; the methods that
     decrypt the container also get the key file and engine (the plaintext baselines do not, so a crypto setting
     never looks like a change to them)."""
-    train = {k: v for k, v in config["train"].items() if k != "flip_tta"}
+    train = for_dataset(config["train"], wildcards.dataset, "flip_tta")
     if wildcards.method == "shallow_cnn":  # the paper's conventional CNN: one network, no test-time flips
+        train.pop("flip_tta", None)
         return {**train, "model": BASELINES["shallow_cnn"]["model"], "members": 1}
-    # flip_tta as this dataset's yes/no, so another dataset's entry never looks like a change to this one
-    train["flip_tta"] = wildcards.dataset in config["train"]["flip_tta"]
     if wildcards.method in PLAINTEXT_METHODS:
         return train
     return {**train, "crypto": {k: config["crypto"][k] for k in ("key_file", "engine")}}
