@@ -29,10 +29,14 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     ap.add_argument("--out", default="results/seeds")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--adapt", action="store_true",
+                    help="re-estimate batch-norm statistics on each split's images before scoring it (evaluate."
+                         "adapt_batchnorm; labels unused)")
     args = ap.parse_args()
     import pandas as pd
     import yaml
 
+    from cryptomed.adapt import adapt_batchnorm
     from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
     from cryptomed.provenance import cpu
     from tune_cnn import score
@@ -58,13 +62,16 @@ def main() -> None:
         row = {"dataset": dataset, "seed": seed, "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
                "train_seconds": round(time.perf_counter() - t0, 1)}
         for split in ("val", "test"):
-            probs, _ = predict_proba(model, as_model_input(d["images"][part[split]]))
+            x = as_model_input(d["images"][part[split]])
+            if args.adapt:  # from the trained weights alone: the result does not depend on an earlier adaptation
+                adapt_batchnorm(model, x)
+            probs, _ = predict_proba(model, x)
             y = d["labels"][part[split]]
             s = {k.replace("val_", f"{split}_"): v for k, v in score(y, probs).items() if k != "val_loss"}
             if probs.shape[1] == 2:  # specificity of the negative class (label 0)
                 s[f"{split}_specificity"] = float((probs[y == 0].argmax(1) == 0).mean())
             row.update(s)
-        row.update({"backend": backend, "keras": keras.__version__,
+        row.update({"adapt_batchnorm": args.adapt, "backend": backend, "keras": keras.__version__,
                     "machine": f"{info_cpu['logical_cpus']}-core {info_cpu.get('model_name') or info_cpu['machine']} CPU"})
         rows.append(row)
         print(json.dumps(row), flush=True)

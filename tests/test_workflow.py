@@ -142,6 +142,14 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         hist = pd.read_csv(wd / f"results/{ds}/training/aes_cnn_history.csv")
         assert sorted(set(hist["seed"])) == [42, 43] and 0 <= info["val_accuracy"] <= 1
         assert "members" not in json.loads((wd / f"results/{ds}/training/shallow_cnn_training.json").read_text())
+        # config/test.yaml: label-free batch-norm adaptation to the test images on brain MRI only, for every CNN
+        for method in ("aes_cnn", "plain_cnn", "shallow_cnn"):
+            m = json.loads((wd / f"results/{ds}/metrics/{method}.json").read_text())
+            assert ("test_time_adaptation" in m) == (ds == "brain_mri"), (ds, method)
+            if ds == "brain_mri":
+                tta = m["test_time_adaptation"]
+                assert tta["images"] == m["n_test"] and tta["batchnorm_layers"] > 0
+                assert tta["mirrored_views"] == (method != "shallow_cnn")
         assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
                              "ensemble"}
         transfer = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())["transfer"]

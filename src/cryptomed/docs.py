@@ -614,6 +614,31 @@ def tuning_testlike(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_adapt(res: Results, arg: str | None) -> str:
+    """The batch-norm adaptation check (``results/tuning/adapt/<dataset>.csv``, benchmarks/adapt_validation.py):
+    validation without and with adaptation to the validation images, and the rule's verdict per dataset (the mean
+    over the seeds lowers the validation loss and keeps the validation accuracy)."""
+    rows, verdicts = [], []
+    for ds in res.datasets():
+        frame = res.csv(f"tuning/adapt/{ds}.csv")
+        for _, r in frame.iterrows():
+            spec = r.get("val_specificity")
+            rows.append([ds, str(int(r["seed"])), "yes" if r["adapted"] else "no", f3(r["val_accuracy"]),
+                         f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f3(r["val_loss"]),
+                         "" if spec is None or spec != spec else f3(spec), str(r["machine"])])
+        mean = frame.groupby("adapted")[["val_accuracy", "val_loss"]].mean()
+        if set(mean.index) != {False, True} or frame["seed"].nunique() < 2:
+            raise DocsError(f"results/tuning/adapt/{ds}.csv: needs two seeds, each without and with adaptation")
+        adopt = mean.loc[True, "val_loss"] < mean.loc[False, "val_loss"] and \
+            mean.loc[True, "val_accuracy"] >= mean.loc[False, "val_accuracy"]
+        verdicts.append(f"- {ds}: mean validation loss {f3(mean.loc[False, 'val_loss'])} → "
+                        f"{f3(mean.loc[True, 'val_loss'])}, accuracy {f3(mean.loc[False, 'val_accuracy'])} → "
+                        f"{f3(mean.loc[True, 'val_accuracy'])}: **{'adopted' if adopt else 'not adopted'}**.")
+    lines = _table(["dataset", "seed", "adapted", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "val specificity", "machine"], rows, "|---|---:|---|---:|---:|---:|---:|---:|---|")
+    return "\n".join(lines + ["", "By the rule:", ""] + verdicts) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -625,8 +650,10 @@ def seeds(res: Results, ds: str | None) -> str:
     rows = [[str(int(r["seed"])), *(f3(r[c]) for c in cols), str(int(r["epochs_run"])), str(int(r["best_epoch"]))]
             for _, r in frame.iterrows()]
     rows.append(["**mean ± sd**", *(f"{f3(frame[c].mean())} ± {f3(frame[c].std(ddof=1))}" for c in cols), "", ""])
-    lines = [f"{len(frame)} seeds of the default recipe on {ds}, {frame['machine'].iloc[0]}, backend "
-             f"{frame['backend'].iloc[0]} (`results/seeds/{ds}.csv`):", ""]
+    adapted = "adapt_batchnorm" in frame.columns and bool(frame["adapt_batchnorm"].all())
+    lines = [f"{len(frame)} seeds of the default recipe on {ds}"
+             + (", batch-norm statistics adapted to each split's images (labels unused)" if adapted else "")
+             + f", {frame['machine'].iloc[0]}, backend {frame['backend'].iloc[0]} (`results/seeds/{ds}.csv`):", ""]
     lines += _table(["seed", *(titles[c] for c in cols), "epochs", "best epoch"], rows,
                     "|---|" + "---:|" * (len(cols) + 2))
     return "\n".join(lines) + "\n"
@@ -648,6 +675,7 @@ GENERATORS = {
     "tuning-ensemble": tuning_ensemble,
     "tuning-seed-ensemble": tuning_seed_ensemble,
     "tuning-testlike": tuning_testlike,
+    "tuning-adapt": tuning_adapt,
     "seeds": seeds,
 }
 

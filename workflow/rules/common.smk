@@ -67,6 +67,7 @@ check_dataset_names("baselines.transfer.efficientnet_lite0.image_size_by_dataset
                     TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {})
 check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
 check_dataset_names("preprocess.test_like_validation", config["preprocess"]["test_like_validation"])
+check_dataset_names("evaluate.adapt_batchnorm", config["evaluate"]["adapt_batchnorm"])
 
 TRANSFER_WEIGHTS = {}  # (dataset, arch) -> ("imagenet", file or None) | ("cross_dataset", source dataset)
 NOT_RUN = {}  # method key -> {"title", "reason"}: rows of the comparison table that were not run

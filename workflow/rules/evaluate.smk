@@ -15,6 +15,8 @@ rule evaluate:
         backend=config["train"]["backend"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],
+        # label-free test-time batch-norm adaptation on this dataset (yes/no)
+        adapt_batchnorm=lambda wildcards: wildcards.dataset in config["evaluate"]["adapt_batchnorm"],
     threads: job_threads(2)
     log:
         "logs/evaluate/{dataset}_{method}.log",

@@ -1,0 +1,70 @@
+"""Label-free test-time adaptation of the CNN's batch-norm statistics (AdaBN, Li et al. 2016).
+
+Before a network predicts a set of images, each batch-norm layer's moving mean and variance become the mean and
+(population) variance of that layer's inputs over those images, layer by layer in order, so each layer sees the
+ones before it already adapted. Only images go in: no label can be read. The rule that adopted it, and its
+validation record, are in docs/tuning.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def _networks(model) -> tuple[list, bool]:
+    """The chain networks inside ``model`` (the model itself, or the members of a seed ensemble) and whether the
+    ensemble also predicts on mirrored images."""
+    import keras
+
+    from .models import _flip_layer
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    flip = any(isinstance(layer, _flip_layer()) for layer in model.layers)
+    return (nested or [model]), flip
+
+
+def _check_chain(net) -> None:
+    """AdaBN walks the layers in order: every layer must take the previous layer's output (build_cnn's networks)."""
+    layers = net.layers
+    for prev, layer in zip(layers, layers[1:]):
+        nodes = layer._inbound_nodes
+        parents = {id(t._keras_history[0]) for node in nodes[:1] for t in node.input_tensors}
+        if parents != {id(prev)}:
+            raise ValueError(f"batch-norm adaptation needs a chain of layers; {net.name}: layer {layer.name!r} does "
+                             f"not take only {prev.name!r}'s output")
+
+
+def adapt_batchnorm(model, images: np.ndarray, batch_size: int = 256) -> dict:
+    """Set every batch-norm layer's moving statistics of ``model`` to those of ``images`` (N, H, W, C), in place.
+
+    ``model``: a network of :func:`cryptomed.models.build_cnn` or their ensemble (:func:`~cryptomed.models.average_model`,
+    whose mirrored views are adapted to as well). Returns what was done (layers, images, seconds).
+    """
+    import keras
+
+    images = np.asarray(images, dtype="float32")
+    if images.ndim != 4 or not len(images):
+        raise ValueError(f"batch-norm adaptation needs images of shape (N, H, W, C), N > 0; got {images.shape}")
+    t0 = time.perf_counter()
+    networks, flip = _networks(model)
+    x0 = np.concatenate([images, images[:, :, ::-1]]) if flip else images
+    adapted = 0
+    for net in networks:
+        _check_chain(net)
+        x = x0
+        for layer in net.layers[1:]:  # [0] is the InputLayer
+            if isinstance(layer, keras.layers.BatchNormalization):
+                axes = tuple(range(x.ndim - 1))
+                xx = x.astype(np.float64)
+                mean = xx.mean(axis=axes)
+                var = np.maximum((xx * xx).mean(axis=axes) - mean * mean, 0.0)
+                layer.moving_mean.assign(mean.astype("float32"))
+                layer.moving_variance.assign(var.astype("float32"))
+                adapted += 1
+            x = np.concatenate([np.asarray(layer(x[i:i + batch_size], training=False))
+                                for i in range(0, len(x), batch_size)])
+    return {"method": "AdaBN: batch-norm statistics re-estimated on the images classified (labels unused)",
+            "batchnorm_layers": adapted, "images": int(len(images)), "mirrored_views": flip,
+            "seconds": time.perf_counter() - t0}

@@ -1,0 +1,95 @@
+"""Label-free test-time batch-norm adaptation (AdaBN, cryptomed.adapt)."""
+
+import numpy as np
+import pytest
+
+from cryptomed.models import CNNConfig, configure_backend
+
+configure_backend(None, 2)
+
+CFG = CNNConfig(filters=(4, 8), convs_per_block=1, dense_units=8, block_dropout=0.2, augment=True, stem_stride=2)
+
+
+def _images(seed=0, n=40, offset=0.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(100 + offset, 30, (n, 16, 16, 1)) + np.linspace(0, 40, 16)[None, None, :, None]).astype("float32")
+
+
+def _bn_outputs(net, x):
+    """Each batch-norm layer's inference-mode output over ``x`` (walking the chain)."""
+    import keras
+
+    outs = {}
+    for layer in net.layers[1:]:
+        x = np.asarray(layer(x, training=False))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            outs[layer.name] = (x, layer)
+    return outs
+
+
+def test_adapted_layers_normalise_the_images_they_were_adapted_to():
+    from cryptomed.adapt import adapt_batchnorm
+    from cryptomed.models import build_cnn
+
+    model = build_cnn((16, 16, 1), 3, CFG)
+    x = _images(offset=50.0)  # far from the untrained moving statistics (mean 0, variance 1)
+    before = _bn_outputs(model, x)
+    assert any(np.abs(out.mean(axis=(0, 1, 2))).max() > 0.05 or np.abs(out.std(axis=(0, 1, 2)) - 1).max() > 0.1
+               for out, _ in before.values())  # not normalised yet
+    info = adapt_batchnorm(model, x)
+    assert info["batchnorm_layers"] == 2 and info["images"] == 40 and not info["mirrored_views"]
+    for name, (out, bn) in _bn_outputs(model, x).items():
+        # gamma = 1, beta = 0 untrained: every channel now has mean 0 over x, and the standard deviation
+        # sqrt(var / (var + epsilon)) of x's own variance
+        var = np.asarray(bn.moving_variance)
+        np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(out.std(axis=(0, 1, 2)), np.sqrt(var / (var + bn.epsilon)), rtol=1e-3, err_msg=name)
+
+
+def test_adaptation_does_not_depend_on_image_order_and_changes_predictions():
+    from cryptomed.adapt import adapt_batchnorm
+    from cryptomed.models import build_cnn, predict_proba
+
+    x = _images(offset=50.0)
+    a, b = build_cnn((16, 16, 1), 3, CFG), build_cnn((16, 16, 1), 3, CFG)
+    b.set_weights(a.get_weights())
+    p0, _ = predict_proba(a, x)
+    adapt_batchnorm(a, x)
+    adapt_batchnorm(b, x[::-1])
+    pa, _ = predict_proba(a, x)
+    np.testing.assert_allclose(pa, predict_proba(b, x)[0], atol=1e-5)
+    assert np.abs(pa - p0).max() > 1e-3
+
+
+def test_ensemble_members_are_adapted_and_mirrored_views_counted(tmp_path):
+    from cryptomed.adapt import adapt_batchnorm
+    from cryptomed.models import average_model, build_cnn, load_model, save_model
+
+    members = [build_cnn((16, 16, 1), 2, CFG, name=f"m{i}") for i in range(2)]
+    save_model(average_model(members, flip=True), tmp_path / "e.keras")
+    model = load_model(tmp_path / "e.keras")
+    x = _images(offset=50.0)
+    info = adapt_batchnorm(model, x)
+    assert info["batchnorm_layers"] == 4 and info["mirrored_views"]
+    both = np.concatenate([x, x[:, :, ::-1]])
+    for net in [layer for layer in model.layers if hasattr(layer, "layers")]:
+        for name, (out, _) in _bn_outputs(net, both).items():
+            np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3, err_msg=f"{net.name}/{name}")
+
+
+def test_a_network_that_is_not_a_chain_or_no_images_is_refused():
+    import keras
+
+    from cryptomed.adapt import adapt_batchnorm
+
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(2, 3, padding="same")(inp)
+    b = keras.layers.BatchNormalization()(a)
+    out = keras.layers.Add()([a, b])  # a skip connection
+    model = keras.Model(inp, out, name="skip")
+    with pytest.raises(ValueError, match="chain"):
+        adapt_batchnorm(model, np.zeros((4, 8, 8, 1), "float32"))
+    from cryptomed.models import build_cnn
+
+    with pytest.raises(ValueError, match="images of shape"):
+        adapt_batchnorm(build_cnn((16, 16, 1), 2, CFG), np.zeros((0, 16, 16, 1), "float32"))
