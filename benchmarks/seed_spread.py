@@ -61,16 +61,21 @@ def main() -> None:
                                      len(d["classes"]), cfg, verbose=0)
         row = {"dataset": dataset, "seed": seed, "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
                "train_seconds": round(time.perf_counter() - t0, 1)}
-        for split in ("val", "test"):
-            x = as_model_input(d["images"][part[split]])
-            if args.adapt:  # from the trained weights alone: the result does not depend on an earlier adaptation
-                adapt_batchnorm(model, x)
-            probs, _ = predict_proba(model, x)
-            y = d["labels"][part[split]]
-            s = {k.replace("val_", f"{split}_"): v for k, v in score(y, probs).items() if k != "val_loss"}
-            if probs.shape[1] == 2:  # specificity of the negative class (label 0)
-                s[f"{split}_specificity"] = float((probs[y == 0].argmax(1) == 0).mean())
-            row.update(s)
+        trained = [w.copy() for w in model.get_weights()]
+        # with --adapt the unadapted scores too (suffix _unadapted), from the same network: reported, never used
+        for adapted in ((False, True) if args.adapt else (False,)):
+            suffix = "_unadapted" if args.adapt and not adapted else ""
+            for split in ("val", "test"):
+                x = as_model_input(d["images"][part[split]])
+                model.set_weights(trained)
+                if adapted:  # the adapted statistics depend on the trained weights and these images alone
+                    adapt_batchnorm(model, x)
+                probs, _ = predict_proba(model, x)
+                y = d["labels"][part[split]]
+                s = {k.replace("val_", f"{split}_") + suffix: v for k, v in score(y, probs).items() if k != "val_loss"}
+                if probs.shape[1] == 2:  # specificity of the negative class (label 0)
+                    s[f"{split}_specificity{suffix}"] = float((probs[y == 0].argmax(1) == 0).mean())
+                row.update(s)
         row.update({"adapt_batchnorm": args.adapt, "backend": backend, "keras": keras.__version__,
                     "machine": f"{info_cpu['logical_cpus']}-core {info_cpu.get('model_name') or info_cpu['machine']} CPU"})
         rows.append(row)

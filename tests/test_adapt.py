@@ -16,15 +16,12 @@ def _images(seed=0, n=40, offset=0.0):
 
 
 def _bn_outputs(net, x):
-    """Each batch-norm layer's inference-mode output over ``x`` (walking the chain)."""
+    """Each batch-norm layer's inference-mode output over ``x``, from Keras' own forward pass (not the walk)."""
     import keras
 
-    outs = {}
-    for layer in net.layers[1:]:
-        x = np.asarray(layer(x, training=False))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            outs[layer.name] = (x, layer)
-    return outs
+    bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    outs = keras.Model(net.inputs, [bn.output for bn in bns]).predict(x, verbose=0)
+    return {bn.name: (np.asarray(out), bn) for bn, out in zip(bns, outs)}
 
 
 def test_adapted_layers_normalise_the_images_they_were_adapted_to():
@@ -93,3 +90,15 @@ def test_a_network_that_is_not_a_chain_or_no_images_is_refused():
 
     with pytest.raises(ValueError, match="images of shape"):
         adapt_batchnorm(build_cnn((16, 16, 1), 2, CFG), np.zeros((0, 16, 16, 1), "float32"))
+    seq = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()])
+    with pytest.raises(ValueError, match="starts with its input layer"):  # Sequential.layers omits the input
+        adapt_batchnorm(seq, np.zeros((4, 8, 8, 1), "float32"))
+    inp = keras.Input((8, 8, 1))
+    channels_first = keras.Model(inp, keras.layers.BatchNormalization(axis=1)(keras.layers.Conv2D(2, 3)(inp)))
+    with pytest.raises(ValueError, match="axis"):
+        adapt_batchnorm(channels_first, np.zeros((4, 8, 8, 1), "float32"))
+    member = build_cnn((16, 16, 1), 2, CFG)
+    inp = keras.Input((16, 16, 1))
+    wrapped = keras.Model(inp, member(keras.layers.Rescaling(2.0)(inp)))  # a layer before the network
+    with pytest.raises(ValueError, match="only an ensemble"):
+        adapt_batchnorm(wrapped, np.zeros((4, 16, 16, 1), "float32"))

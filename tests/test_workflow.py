@@ -150,6 +150,23 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
                 tta = m["test_time_adaptation"]
                 assert tta["images"] == m["n_test"] and tta["batchnorm_layers"] > 0
                 assert tta["mirrored_views"] == (method != "shallow_cnn")
+        if ds == "brain_mri":  # the predictions written are the adapted network's, not the trained one's
+            from cryptomed.adapt import adapt_batchnorm
+            from cryptomed.data import load_arrays
+            from cryptomed.models import as_model_input, configure_backend, load_model, predict_proba
+
+            configure_backend(None, 1)
+            arrays = load_arrays(wd / f"data/preprocessed/{ds}/images.npz")
+            test = arrays["splits"] == "test"
+            pred = pd.read_csv(wd / f"results/{ds}/predictions/aes_cnn.csv")
+            assert pred["id"].tolist() == arrays["ids"][test].tolist()
+            model, x = load_model(wd / f"results/{ds}/models/aes_cnn.keras"), as_model_input(arrays["images"][test])
+            written = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy()
+            trained, _ = predict_proba(model, x)
+            adapt_batchnorm(model, x)
+            adapted, _ = predict_proba(model, x)
+            np.testing.assert_allclose(written, adapted, atol=1e-5)
+            assert np.abs(written - trained).max() > 1e-3
         assert set(tests) == {"plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
                              "ensemble"}
         transfer = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())["transfer"]

@@ -635,9 +635,12 @@ def ensemble_stage(smk) -> None:
 
     spec, members = _spec(smk), list(smk.params.members)
     ids, y, probs = mean_of_predictions(list(smk.input.predictions), list(spec.classes))
-    timing = {"inference": 0.0}
+    timing, adapted = {"inference": 0.0}, []
     for member, path in zip(members, smk.input.metrics):  # each member's inference; AES-GCM counted once
-        t = json.loads(Path(path).read_text()).get("timing_per_image_s", {})
+        metrics = json.loads(Path(path).read_text())
+        t = metrics.get("timing_per_image_s", {})
+        if "test_time_adaptation" in metrics:
+            adapted.append(member)
         timing["inference"] += float(t.get("inference", 0.0))
         if member in ("aes_cnn", "aes_classical"):  # the members that read the AES container (CKKS times are not AES)
             for part in ("encrypt", "decrypt"):
@@ -648,7 +651,9 @@ def ensemble_stage(smk) -> None:
     write_results(smk, spec, "ensemble", y, probs, ids, timing, note, {
         "ensemble": {"members": members, "combination": "mean of class probabilities, equal weights"},
         "comparison_note": "mean of the class probabilities of " + " and ".join(members)
-                           + " (equal weights, nothing fitted; rule fixed on validation: docs/tuning.md)",
+                           + " (equal weights, nothing fitted; rule fixed on validation: docs/tuning.md)"
+                           + (f"; {' and '.join(adapted)} with batch-norm statistics re-estimated on the unlabelled "
+                              "test images" if adapted else ""),
     })
 
 
