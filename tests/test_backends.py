@@ -23,9 +23,9 @@ p, _ = predict_proba(model, x[64:])
 save_model(model, sys.argv[2]); q, _ = predict_proba(load_model(sys.argv[2]), x[64:])
 assert np.allclose(p, q, atol=1e-5), "save/load changed predictions"
 from cryptomed.adapt import adapt_batchnorm
-info = adapt_batchnorm(model, x[64:] + 40.0)  # label-free batch-norm adaptation runs on this backend
+adapted = adapt_batchnorm(model, x[64:] + 40.0)  # label-free batch-norm adaptation runs on this backend
 r, _ = predict_proba(model, x[64:] + 40.0)
-assert info["batchnorm_layers"] == 2 and np.isfinite(r).all() and np.allclose(r.sum(1), 1, atol=1e-4)
+assert adapted["batchnorm_layers"] == 2 and np.isfinite(r).all() and np.allclose(r.sum(1), 1, atol=1e-4)
 print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
 """
 

@@ -158,7 +158,7 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
             configure_backend(None, 1)
             arrays = load_arrays(wd / f"data/preprocessed/{ds}/images.npz")
             test = arrays["splits"] == "test"
-            pred = pd.read_csv(wd / f"results/{ds}/predictions/aes_cnn.csv")
+            pred = pd.read_csv(wd / f"results/{ds}/predictions/aes_cnn.csv", dtype={"id": str})
             assert pred["id"].tolist() == arrays["ids"][test].tolist()
             model, x = load_model(wd / f"results/{ds}/models/aes_cnn.keras"), as_model_input(arrays["images"][test])
             written = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy()
