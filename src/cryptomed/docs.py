@@ -638,7 +638,20 @@ def tuning_adapt(res: Results, arg: str | None) -> str:
                         f"{f3(mean.loc[True, 'val_accuracy'])}: **{'adopted' if adopt else 'not adopted'}**.")
     lines = _table(["dataset", "seed", "adapted", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
                     "val specificity", "machine"], rows, "|---|---:|---|---:|---:|---:|---:|---:|---|")
-    return "\n".join(lines + ["", "By the rule:", ""] + verdicts) + "\n"
+    lines += ["", "By the rule:", ""] + verdicts
+    mix_file = res.dir / "tuning/adapt/class_mix_brain_mri.csv"
+    if mix_file.exists():  # the later diagnostic (benchmarks/adapt_class_mix.py), no choice depends on it
+        mix = res.csv("tuning/adapt/class_mix_brain_mri.csv")
+        table = mix.groupby("mix", sort=False).agg(draws=("repeat", "size"), images=("images", "first"),
+                                                   accuracy=("accuracy", "mean"),
+                                                   adapted=("accuracy_adapted", "mean"))
+        lines += ["", "Diagnostic, after the full run (`results/tuning/adapt/class_mix_brain_mri.csv`): the full run's "
+                  "brain MRI network adapted to validation subsets drawn at other class mixes, mean accuracy on "
+                  "the same subsets:", ""]
+        lines += _table(["class mix", "draws", "images each", "without adaptation", "adapted"],
+                        [[name, str(int(r["draws"])), str(int(r["images"])), f3(r["accuracy"]), f3(r["adapted"])]
+                         for name, r in table.iterrows()], "|---|---:|---:|---:|---:|")
+    return "\n".join(lines) + "\n"
 
 
 def seeds(res: Results, ds: str | None) -> str:
