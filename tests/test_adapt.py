@@ -102,3 +102,38 @@ def test_a_network_that_is_not_a_chain_or_no_images_is_refused():
     wrapped = keras.Model(inp, member(keras.layers.Rescaling(2.0)(inp)))  # a layer before the network
     with pytest.raises(ValueError, match="only an ensemble"):
         adapt_batchnorm(wrapped, np.zeros((4, 16, 16, 1), "float32"))
+
+
+def test_benchmarks_score_validation_only_and_write_their_rows(tmp_path):
+    """benchmarks/adapt_validation.py and adapt_class_mix.py on a tiny saved network: their validation rows."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cryptomed.models import build_cnn, save_model
+
+    repo = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    n = 160
+    labels = np.tile(np.arange(3), n // 3 + 1)[:n]
+    images = np.clip(rng.normal(100, 30, (n, 16, 16)) + 40 * labels[:, None, None], 0, 255).astype("uint8")
+    splits = np.array(["train"] * 40 + ["val"] * 90 + ["test"] * 30)
+    npz = tmp_path / "brain_mri" / "images.npz"
+    npz.parent.mkdir()
+    np.savez(npz, images=images, labels=labels, splits=splits, ids=np.array([f"{i:04d}" for i in range(n)]),
+             classes=np.array(["a", "b", "c"]))
+    save_model(build_cnn((16, 16, 1), 3, CFG), tmp_path / "m.keras")
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(repo / "benchmarks/adapt_validation.py"), str(npz), "--model",
+                    str(tmp_path / "m.keras"), "--seeds", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    rows = pd.read_csv(out / "brain_mri.csv")
+    assert rows["adapted"].tolist() == [False, True] and (rows["n_val"] == 90).all()
+    subprocess.run([sys.executable, str(repo / "benchmarks/adapt_class_mix.py"), str(npz), "--model",
+                    str(tmp_path / "m.keras"), "--size", "30", "--repeats", "2", "--out", str(out / "mix.csv")],
+                   check=True, capture_output=True, timeout=300)
+    mix = pd.read_csv(out / "mix.csv")
+    assert sorted(set(mix["mix"])) == ["a 30%", "b 30%", "c 30%", "validation mix"] and (mix["images"] == 30).all()
+    scores = mix[["accuracy", "accuracy_adapted"]].to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all()
