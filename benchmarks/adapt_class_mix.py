@@ -44,14 +44,13 @@ def main() -> None:
     from cryptomed.models import configure_backend
 
     configure_backend(None, 2)
-    from cryptomed.adapt import adapt_batchnorm
-    from cryptomed.models import as_model_input, load_model, predict_proba
+    from cryptomed.adapt import predict_unadapted_and_adapted
+    from cryptomed.models import as_model_input, load_model
 
     with np.load(args.npz, allow_pickle=False) as npz:
         va = npz["splits"] == "val"  # the test split is never touched
         x, y, classes = as_model_input(npz["images"][va]), npz["labels"][va], [str(c) for c in npz["classes"]]
     model = load_model(args.model)
-    trained = model.get_weights()
     natural = np.bincount(y, minlength=len(classes)) / len(y)
     mixes = {"validation mix": natural}
     for c, name in enumerate(classes):  # one class at --share, the others in their validation proportions
@@ -66,14 +65,10 @@ def main() -> None:
             raise SystemExit(f"{args.npz}: too few validation images of some class for mix {mix!r} at size {args.size}")
         for rep in range(args.repeats):
             idx = draw(y, args.size, shares, rng)
-            row = {"mix": mix, "repeat": rep, "images": len(idx)}
-            for adapted in (False, True):
-                model.set_weights(trained)
-                if adapted:
-                    adapt_batchnorm(model, x[idx])
-                probs, _ = predict_proba(model, x[idx])
-                row["accuracy_adapted" if adapted else "accuracy"] = float((probs.argmax(1) == y[idx]).mean())
-            rows.append(row)
+            unadapted, adapted, _ = predict_unadapted_and_adapted(model, x[idx])
+            rows.append({"mix": mix, "repeat": rep, "images": len(idx),
+                         "accuracy": float((unadapted.argmax(1) == y[idx]).mean()),
+                         "accuracy_adapted": float((adapted.argmax(1) == y[idx]).mean())})
         part = pd.DataFrame(rows)
         part = part[part["mix"] == mix]
         print(f"{mix}: accuracy {part['accuracy'].mean():.3f} -> adapted {part['accuracy_adapted'].mean():.3f}",

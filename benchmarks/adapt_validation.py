@@ -25,18 +25,16 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def rows_for(model, name: str, seed: int, x, y, extra: dict) -> list[dict]:
-    from cryptomed.adapt import adapt_batchnorm
-    from cryptomed.models import predict_proba
+    from cryptomed.adapt import predict_unadapted_and_adapted
     from tune_cnn import score
 
+    unadapted, adapted, info = predict_unadapted_and_adapted(model, x)
     rows = []
-    for adapted in (False, True):
-        info = adapt_batchnorm(model, x) if adapted else {"seconds": 0.0}
-        probs, _ = predict_proba(model, x)
-        row = {"network": name, "seed": seed, "adapted": adapted, **score(y, probs)}
+    for is_adapted, probs in ((False, unadapted), (True, adapted)):
+        row = {"network": name, "seed": seed, "adapted": is_adapted, **score(y, probs)}
         if probs.shape[1] == 2:  # specificity of the negative class (label 0)
             row["val_specificity"] = float((probs[y == 0].argmax(1) == 0).mean())
-        rows.append({**row, "adapt_seconds": round(info["seconds"], 2), **extra})
+        rows.append({**row, "adapt_seconds": round(info["seconds"], 2) if is_adapted else 0.0, **extra})
     return rows
 
 
@@ -49,7 +47,6 @@ def main() -> None:
     ap.add_argument("--out", default="results/tuning/adapt")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    import keras  # noqa: F401  (after configure_backend below)
     import pandas as pd
     import yaml
 
@@ -63,7 +60,7 @@ def main() -> None:
     from cryptomed.provenance import cpu
 
     with np.load(args.npz, allow_pickle=False) as npz:
-        d = {k: npz[k] for k in npz.files if k != "images"} | {"images": npz["images"]}
+        d = {k: npz[k] for k in npz.files}
     dataset = Path(args.npz).parent.name
     tr, va = d["splits"] == "train", d["splits"] == "val"  # the test split is never touched
     x_va, y_va = as_model_input(d["images"][va]), d["labels"][va]

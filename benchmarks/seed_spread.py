@@ -36,7 +36,7 @@ def main() -> None:
     import pandas as pd
     import yaml
 
-    from cryptomed.adapt import adapt_batchnorm
+    from cryptomed.adapt import predict_unadapted_and_adapted
     from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
     from cryptomed.provenance import cpu
     from tune_cnn import score
@@ -61,21 +61,18 @@ def main() -> None:
                                      len(d["classes"]), cfg, verbose=0)
         row = {"dataset": dataset, "seed": seed, "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
                "train_seconds": round(time.perf_counter() - t0, 1)}
-        trained = [w.copy() for w in model.get_weights()]
-        # with --adapt the unadapted scores too (suffix _unadapted), from the same network: reported, never used
-        for adapted in ((False, True) if args.adapt else (False,)):
-            suffix = "_unadapted" if args.adapt and not adapted else ""
-            for split in ("val", "test"):
-                x = as_model_input(d["images"][part[split]])
-                model.set_weights(trained)
-                if adapted:  # the adapted statistics depend on the trained weights and these images alone
-                    adapt_batchnorm(model, x)
-                probs, _ = predict_proba(model, x)
-                y = d["labels"][part[split]]
-                s = {k.replace("val_", f"{split}_") + suffix: v for k, v in score(y, probs).items() if k != "val_loss"}
+        for split in ("val", "test"):
+            x, y = as_model_input(d["images"][part[split]]), d["labels"][part[split]]
+            if args.adapt:  # the unadapted scores too (suffix _unadapted), from the same network: reported, never used
+                unadapted, adapted, _ = predict_unadapted_and_adapted(model, x)
+                views = {"_unadapted": unadapted, "": adapted}
+            else:
+                views = {"": predict_proba(model, x)[0]}
+            for suffix, probs in views.items():
+                row.update({k.replace("val_", f"{split}_") + suffix: v for k, v in score(y, probs).items()
+                            if k != "val_loss"})
                 if probs.shape[1] == 2:  # specificity of the negative class (label 0)
-                    s[f"{split}_specificity{suffix}"] = float((probs[y == 0].argmax(1) == 0).mean())
-                row.update(s)
+                    row[f"{split}_specificity{suffix}"] = float((probs[y == 0].argmax(1) == 0).mean())
         row.update({"adapt_batchnorm": args.adapt, "backend": backend, "keras": keras.__version__,
                     "machine": f"{info_cpu['logical_cpus']}-core {info_cpu.get('model_name') or info_cpu['machine']} CPU"})
         rows.append(row)

@@ -137,3 +137,18 @@ def test_benchmarks_score_validation_only_and_write_their_rows(tmp_path):
     assert sorted(set(mix["mix"])) == ["a 30%", "b 30%", "c 30%", "validation mix"] and (mix["images"] == 30).all()
     scores = mix[["accuracy", "accuracy_adapted"]].to_numpy()
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_predict_unadapted_and_adapted_restores_the_trained_statistics():
+    from cryptomed.adapt import adapt_batchnorm, predict_unadapted_and_adapted
+    from cryptomed.models import build_cnn, predict_proba
+
+    model, twin = build_cnn((16, 16, 1), 3, CFG), build_cnn((16, 16, 1), 3, CFG)
+    twin.set_weights(model.get_weights())
+    x = _images(offset=50.0)
+    unadapted, adapted, info = predict_unadapted_and_adapted(model, x)
+    np.testing.assert_allclose(unadapted, predict_proba(twin, x)[0], atol=1e-6)
+    np.testing.assert_allclose(predict_proba(model, x)[0], unadapted, atol=1e-6)  # statistics restored
+    adapt_batchnorm(twin, x)
+    np.testing.assert_allclose(adapted, predict_proba(twin, x)[0], atol=1e-6)
+    assert info["batchnorm_layers"] == 2 and np.abs(adapted - unadapted).max() > 1e-3

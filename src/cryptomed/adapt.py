@@ -80,7 +80,7 @@ def adapt_batchnorm(model, images: np.ndarray, batch_size: int = 256) -> dict:
                     total, squares = total + chunk.sum(axis=0), squares + (chunk * chunk).sum(axis=0)
                 n = x.size // x.shape[-1]
                 mean = total / n
-                layer.moving_mean.assign((mean).astype("float32"))
+                layer.moving_mean.assign(mean.astype("float32"))
                 layer.moving_variance.assign(np.maximum(squares / n - mean * mean, 0.0).astype("float32"))
                 adapted += 1
             x = np.concatenate([keras.ops.convert_to_numpy(layer(x[i:i + batch_size], training=False))
@@ -88,3 +88,16 @@ def adapt_batchnorm(model, images: np.ndarray, batch_size: int = 256) -> dict:
     return {"method": "AdaBN: batch-norm statistics re-estimated on the images classified (labels unused)",
             "batchnorm_layers": adapted, "images": int(len(images)), "mirrored_views": flip,
             "seconds": time.perf_counter() - t0}
+
+
+def predict_unadapted_and_adapted(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Class probabilities of ``images`` from ``model`` as trained and after :func:`adapt_batchnorm` to them, and what
+    the adaptation did; the model's trained statistics are restored afterwards (the benchmarks score both)."""
+    from .models import predict_proba
+
+    trained = model.get_weights()
+    unadapted, _ = predict_proba(model, images)
+    info = adapt_batchnorm(model, images)
+    adapted, _ = predict_proba(model, images)
+    model.set_weights(trained)
+    return unadapted, adapted, info
