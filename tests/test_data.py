@@ -138,3 +138,48 @@ def test_preprocess_test_like_validation_keeps_groups_and_class_shares(raw):
     assert report["near_copies"]["check"]["val_images_with_a_copy_in_train"] == 0
     default = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=16, val_fraction=0.2, seed=3)).report
     assert default["validation"]["method"].startswith("random")
+
+
+def _split_manifest(tmp_path, rows):
+    import pandas as pd
+
+    path = tmp_path / "split_manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_source_images_are_the_preprocessed_records_at_another_size(raw, tmp_path):
+    from cryptomed.data import source_images
+
+    tar, manifest = raw
+    arrays, rows, *_ = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12))
+    split_manifest = _split_manifest(tmp_path, rows)
+    ids = arrays["ids"][::-1]  # any order: the result follows the ids given
+    same = source_images(tar, split_manifest, ids, 12)
+    np.testing.assert_array_equal(same, arrays["images"][::-1])
+    larger = source_images(tar, split_manifest, ids[:5], 24, threads=2)
+    assert larger.shape == (5, 24, 24) and larger.dtype == np.uint8
+    with tarfile.open(tar) as tf:
+        first = [r for r in rows if r["id"] == ids[0]][0]
+        pixels = decode_grayscale(tf.extractfile(first["source_path"]).read(), "x")
+    np.testing.assert_array_equal(larger[0], resize(pixels, 24))
+
+
+def test_source_images_refuse_unknown_records_and_changed_sources(raw, tmp_path):
+    from cryptomed import CryptomedError
+    from cryptomed.data import source_images
+
+    tar, manifest = raw
+    arrays, rows, *_ = preprocess(SPEC, tar, manifest, PreprocessSettings(image_size=12))
+    split_manifest = _split_manifest(tmp_path, rows)
+    with pytest.raises(CryptomedError, match="999999"):
+        source_images(tar, split_manifest, ["999999"], 12)
+    # a source file replaced after preprocessing: the record is named, nothing returned
+    changed = [dict(r) for r in rows]
+    changed[0]["pixel_sha256"] = "0" * 64
+    with pytest.raises(CryptomedError, match=f"record {changed[0]['id']}: .*{changed[0]['source_path']}"):
+        source_images(tar, _split_manifest(tmp_path, changed), [changed[0]["id"]], 12)
+    gone = [dict(r) for r in rows]
+    gone[0]["source_path"] = "r/train/NORMAL/missing.png"
+    with pytest.raises(CryptomedError, match="missing.png"):
+        source_images(tar, _split_manifest(tmp_path, gone), [gone[0]["id"]], 12)

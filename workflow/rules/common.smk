@@ -65,6 +65,8 @@ def check_dataset_names(key, names):
 
 check_dataset_names("baselines.transfer.efficientnet_lite0.image_size_by_dataset",
                     TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {})
+check_dataset_names("baselines.transfer.efficientnet_lite0.native_input",
+                    TRANSFER["efficientnet_lite0"].get("native_input") or [])
 check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
 check_dataset_names("preprocess.test_like_validation", config["preprocess"]["test_like_validation"])
 check_dataset_names("evaluate.adapt_batchnorm", config["evaluate"]["adapt_batchnorm"])
@@ -205,7 +207,22 @@ def efficientnet_feature_params(wildcards):
     dataset's features rerun when it changes)."""
     cfg = TRANSFER["efficientnet_lite0"]
     size = (cfg.get("image_size_by_dataset") or {}).get(wildcards.dataset, cfg["image_size"])
-    return {"image_size": size, "batch_size": cfg["batch_size"], "taps": cfg["taps"]}
+    params = {"image_size": size, "batch_size": cfg["batch_size"], "taps": cfg["taps"],
+              "native_input": wildcards.dataset in (cfg.get("native_input") or [])}
+    if params["native_input"]:  # the source images are resized as the preprocessing resizes them
+        params.update(aspect=config["preprocess"]["aspect"], resample=config["preprocess"]["resample"])
+    return params
+
+
+def transfer_feature_inputs(wildcards):
+    """The preprocessed arrays (records, labels, splits) and the weights; with native input also the downloaded
+    tar and the split manifest, whose source images are resized to the backbone's size instead."""
+    inputs = {"data": f"data/preprocessed/{wildcards.dataset}/images.npz",
+              "weights": "results/pretrained/efficientnet_lite0_imagenet.weights.h5"}
+    if efficientnet_feature_params(wildcards)["native_input"]:
+        inputs.update(tar=f"data/raw/{wildcards.dataset}/images.tar",
+                      manifest=f"data/preprocessed/{wildcards.dataset}/split_manifest.csv")
+    return inputs
 
 
 def transfer_inputs(wildcards):

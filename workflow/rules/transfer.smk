@@ -24,9 +24,9 @@ rule convert_efficientnet:
 
 rule transfer_features:
     # Frozen ImageNet features of every image, once per dataset: the head can change without recomputing them.
+    # Datasets in native_input: from the source images resized to the backbone's size, not the arrays upsampled.
     input:
-        data="data/preprocessed/{dataset}/images.npz",
-        weights="results/pretrained/efficientnet_lite0_imagenet.weights.h5",
+        unpack(transfer_feature_inputs),
     output:
         features="results/{dataset}/features/efficientnet_lite0.npz",
     params:
