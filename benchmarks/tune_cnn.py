@@ -82,6 +82,25 @@ def score(y, probs) -> dict:
             "val_roc_auc": float(auc), "val_loss": float(log_loss(y, np.clip(probs, 1e-7, 1), labels=range(probs.shape[1])))}
 
 
+def log_row(row: dict) -> None:
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+
+
+def merge_rows(path: Path, rows: list[dict], key: list[str]):
+    """Write ``rows`` to the CSV ``path``, replacing the rows already there with the same ``key`` values (a search
+    rerun for one dataset keeps the others' record); returns the merged frame."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if path.exists():
+        old = pd.read_csv(path)
+        old = old[~old.set_index(key).index.isin(frame.set_index(key).index)]
+        frame = pd.concat([old, frame], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return frame
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--export", nargs=2, metavar=("IMAGES_NPZ", "OUT_NPZ"))

@@ -27,7 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from tune_cnn import score  # noqa: E402  (the same validation scores as the CNN search)
+from tune_cnn import log_row, merge_rows, score  # noqa: E402  (the same validation scores as the CNN search)
 
 
 def load_config(paths) -> dict:
@@ -80,7 +80,6 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -107,7 +106,7 @@ def main() -> None:
 
         feats = {}
         for path, data in cached.items():
-            if str(dataset) in path:
+            if dataset in Path(path).parts:
                 index = {i: n for n, i in enumerate(data["ids"])}
                 if str(data["source"] if "source" in data else "").startswith("source images"):
                     raise SystemExit(f"{path}: computed from the source images, not the arrays upsampled")
@@ -115,8 +114,9 @@ def main() -> None:
                     raise SystemExit(f"{path}: computed at {int(data['image_size'])} px with taps "
                                      f"{list(data['taps'])}, the config asks {size} px with {list(taps)}")
                 rows_in = [index.get(i) for i in ids]
-                if None in rows_in or not (data["splits"][rows_in] == splits).all():
-                    raise SystemExit(f"{path}: its records or splits differ from {npz_path}")
+                if None in rows_in or not ((data["splits"][rows_in] == splits).all()
+                                           and (data["labels"][rows_in] == labels).all()):
+                    raise SystemExit(f"{path}: its records, splits or labels differ from {npz_path}")
                 feats["upsampled"] = data["features"][rows_in]
                 print(f"{dataset}: upsampled features from {path}", flush=True)
         if "upsampled" not in feats:
@@ -124,8 +124,8 @@ def main() -> None:
         t0 = time.perf_counter()
         native = source_images(Path(args.raw) / dataset / "images.tar", Path(args.preprocessed) / dataset /
                                "split_manifest.csv", ids, size, pre["aspect"], pre["resample"], args.threads)
-        print(f"{dataset}: {len(native)} source images decoded at {size} px in {time.perf_counter() - t0:.1f} s",
-              flush=True)
+        decode_s = time.perf_counter() - t0
+        print(f"{dataset}: {len(native)} source images decoded at {size} px in {decode_s:.1f} s", flush=True)
         feats["native"], seconds = efficientnet_features(args.weights, native, size, taps=taps)
         for source, f in feats.items():
             for c in eff["C"]:
@@ -137,16 +137,11 @@ def main() -> None:
                        "C": float(c), **score(labels[va], head.predict_proba(f[va])),
                        "train_images": int(tr.sum()), "val_images": int(va.sum()),
                        "native_feature_images_per_second": len(native) / seconds,
+                       "native_decode_seconds": decode_s,
                        "head_seconds": time.perf_counter() - t0, "device": args.device}
                 rows.append(row)
-                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    frame = pd.DataFrame(rows)
-    if out.exists():
-        old = pd.read_csv(out)
-        old = old[~old["dataset"].isin(frame["dataset"])]
-        frame = pd.concat([old, frame], ignore_index=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+                log_row(row)
+    frame = merge_rows(out, rows, ["dataset"])
     for dataset in args.dataset:
         print(verdict(frame, dataset), flush=True)
 

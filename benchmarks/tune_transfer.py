@@ -21,7 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from tune_cnn import score, train_val  # noqa: E402  (the same data and validation scores as the CNN search)
+from tune_cnn import log_row, merge_rows, score, train_val  # noqa: E402  (the same data and validation scores as the CNN search)
 
 TAPS = {
     "head": ("head",),
@@ -42,7 +42,6 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -75,15 +74,8 @@ def main() -> None:
                            "feature_images_per_second": len(feats) / seconds,
                            "head_seconds": time.perf_counter() - t0, "device": args.device}
                     rows.append(row)
-                    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    frame = pd.DataFrame(rows)
-    if out.exists():
-        old = pd.read_csv(out)
-        key = ["dataset", "image_size", "taps", "head", "C"]
-        old = old[~old.set_index(key).index.isin(frame.set_index(key).index)]
-        frame = pd.concat([old, frame], ignore_index=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+                    log_row(row)
+    merge_rows(out, rows, ["dataset", "image_size", "taps", "head", "C"])
 
 
 if __name__ == "__main__":

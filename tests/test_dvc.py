@@ -11,6 +11,9 @@ from conftest import REPO
 CODE_DEPS = ("src/", "workflow/")
 # baseline_transfer reads the backbone pretrained on the *other* dataset; DVC's matrix cannot say "other", so the
 # stage lists both datasets' backbones of its architecture (one pretraining more than needed under `dvc repro`).
+# transfer_features reads the downloaded tar and the split manifest only for datasets in
+# baselines.transfer.efficientnet_lite0.native_input (all of them by default); a stage cannot list deps per item, so
+# under another setting those two are listed but unread (they change only together with images.npz).
 KNOWN_EXTRA_DEPS = {("baseline_transfer", "vgg16"), ("baseline_transfer", "resnet50")}
 
 

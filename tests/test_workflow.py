@@ -6,6 +6,7 @@ Runs in temporary directories (a copy of the workflow), never in the checkout.
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,22 +214,34 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
 
 def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
     """benchmarks/tune_native_input.py on the run's chest X-ray (arrays upsampled in the test config): it reuses the
-    cached upsampled features, computes the source images' own, writes rows for both and prints the verdict; a
-    feature file of source images is refused as the upsampled arm."""
+    cached upsampled features, computes the source images' own, writes rows for both and prints the verdict; it
+    runs on a tar without the test images (it never decodes them); a feature file of source images is refused as
+    the upsampled arm."""
+    import tarfile
+
     import pandas as pd
 
     wd, _ = run
+    manifest = pd.read_csv(wd / "data/preprocessed/chest_xray/split_manifest.csv", dtype={"id": str})
+    test_files = set(manifest.loc[manifest["split"] == "test", "source_path"])
+    assert test_files
+    (tmp_path / "raw/chest_xray").mkdir(parents=True)
+    with tarfile.open(wd / "data/raw/chest_xray/images.tar") as src, \
+            tarfile.open(tmp_path / "raw/chest_xray/images.tar", "w") as dst:
+        for member in src:
+            if member.name not in test_files:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
     script = REPO / "benchmarks/tune_native_input.py"
-    common = [sys.executable, str(script), "--config", "config.yaml", "config/test.yaml", "--limit", "40", "--out", str(tmp_path),
-              "--weights", "results/pretrained/efficientnet_lite0_imagenet.weights.h5"]
-    proc = subprocess.run([*common, "--dataset", "chest_xray", "--upsampled-features",
+    common = [sys.executable, str(script), "--config", "config.yaml", "config/test.yaml", "--limit", "40",
+              "--out", str(tmp_path), "--weights", "results/pretrained/efficientnet_lite0_imagenet.weights.h5"]
+    proc = subprocess.run([*common, "--dataset", "chest_xray", "--raw", str(tmp_path / "raw"), "--upsampled-features",
                            "results/chest_xray/features/efficientnet_lite0.npz"], cwd=wd, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = pd.read_csv(tmp_path / "native_input.csv")
     assert sorted(set(rows["input"])) == ["native", "upsampled"] and set(rows["C"]) == {0.01, 1.0}
     assert (rows["val_images"] > 0).all() and rows["val_loss"].notna().all()
-    assert "chest_xray: validation loss" in proc.stdout and "adopted" in proc.stdout
+    assert re.search(r"^chest_xray: validation loss .*: (not )?adopted$", proc.stdout, re.M), proc.stdout[-2000:]
     refused = subprocess.run([*common, "--dataset", "brain_mri", "--upsampled-features",
                               "results/brain_mri/features/efficientnet_lite0.npz"], cwd=wd, capture_output=True,
                              text=True, timeout=600)
@@ -311,6 +324,16 @@ def test_config_change_reruns_only_what_it_affects(run, override, expected):
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(planned_jobs(proc)) == expected
+
+
+@pytest.mark.parametrize("native,dataset", [("[brain_mri, chest_xray]", "chest_xray"), ("[]", "brain_mri")])
+def test_native_input_reruns_only_the_dataset_it_changes(run, native, dataset):
+    wd, _ = run
+    (wd / "config/change.yaml").write_text(f"baselines:\n  transfer:\n    efficientnet_lite0:\n      native_input: {native}\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert planned_jobs(proc)["transfer_features"] == 1
+    assert f"results/{dataset}/features/efficientnet_lite0.npz" in proc.stdout + proc.stderr
 
 
 @contextlib.contextmanager

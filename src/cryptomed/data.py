@@ -485,7 +485,8 @@ def source_images(raw_tar: str | Path, split_manifest: str | Path, ids, size: in
         pixels = decode_grayscale(blobs[row["source_path"]], f"{raw_tar}:{row['source_path']}")
         if pixel_digest(pixels) != row["pixel_sha256"]:
             raise CryptomedError(f"record {record_id}: {raw_tar}:{row['source_path']} no longer decodes to the pixels "
-                                 f"preprocessed (SHA-256 differs from {split_manifest}); rerun the preprocess rule")
+                                 f"preprocessed (SHA-256 differs from {split_manifest}): the file or the image decoder (Pillow) changed since; "
+                                 "rerun preprocessing (snakemake --forcerun preprocess)")
         return resize(pixels, size, aspect, resample)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
