@@ -190,3 +190,19 @@ def test_the_native_input_verdict_follows_the_rule(tmp_path):
         tmp_path / "tuning/native_input.csv", index=False)
     with pytest.raises(docs.DocsError, match="no upsampled rows"):
         docs.tuning_native(docs.Results(tmp_path), None)
+
+
+def test_the_testlike_brain_diagnostic_reads_both_files(tmp_path):
+    (tmp_path / "tuning/testlike").mkdir(parents=True)
+    (tmp_path / "tuning/adapt").mkdir(parents=True)
+    (tmp_path / "tuning/testlike/shift_brain_mri.json").write_text(json.dumps(
+        {"domain_auc_train_vs_test": 0.66, "domain_auc_old_val_vs_test": 0.74, "domain_auc_new_val_vs_test": 0.51,
+         "n_val": 370, "overlap_with_old_val": 37}))
+    rows = [{"seed": s, "adapted": a, "val_accuracy": acc, "val_balanced_accuracy": acc, "val_roc_auc": 0.9,
+             "val_loss": loss, "machine": "cpu"}
+            for s, a, acc, loss in ((42, False, 0.60, 1.0), (42, True, 0.58, 0.9), (43, False, 0.7, 0.8),
+                                    (43, True, 0.7, 0.7))]
+    pd.DataFrame(rows).to_csv(tmp_path / "tuning/adapt/testlike_brain_mri.csv", index=False)
+    text = docs.tuning_testlike_brain(docs.Results(tmp_path), None)
+    assert "| test-like validation split vs test | 0.510 |" in text
+    assert "mean loss 0.900 → 0.800, accuracy 0.650 → 0.640: it would not adopt" in text

@@ -654,6 +654,32 @@ def tuning_adapt(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_testlike_brain(res: Results, arg: str | None) -> str:
+    """A diagnostic, no choice depends on it: the test-like validation split built for brain MRI
+    (``results/tuning/testlike/shift_brain_mri.json``) and the batch-norm adaptation scored on it
+    (``results/tuning/adapt/testlike_brain_mri.csv``, networks trained on that split's training part)."""
+    shift = res.json("tuning/testlike/shift_brain_mri.json")
+    lines = _table(["domain classifier ROC-AUC (0.5 = no shift)", "value"], [
+        ["official training vs test images", f3(shift["domain_auc_train_vs_test"])],
+        ["random validation split vs test", f3(shift["domain_auc_old_val_vs_test"])],
+        ["test-like validation split vs test", f3(shift["domain_auc_new_val_vs_test"])],
+    ], "|---|---:|")
+    lines += ["", f"The test-like split has {fint(shift['n_val'])} images, {fint(shift['overlap_with_old_val'])} of them "
+              "in the random one.", ""]
+    frame = res.csv("tuning/adapt/testlike_brain_mri.csv")
+    rows = [[str(int(r["seed"])), "yes" if r["adapted"] else "no", f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]),
+             f3(r["val_roc_auc"]), f3(r["val_loss"]), str(r["machine"])] for _, r in frame.iterrows()]
+    lines += _table(["seed", "adapted", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss", "machine"],
+                    rows, "|---:|---|---:|---:|---:|---:|---|")
+    mean = frame.groupby("adapted")[["val_accuracy", "val_loss"]].mean()
+    adopt = mean.loc[True, "val_loss"] < mean.loc[False, "val_loss"] and \
+        mean.loc[True, "val_accuracy"] >= mean.loc[False, "val_accuracy"]
+    lines += ["", f"Read as the adaptation rule reads validation: mean loss {f3(mean.loc[False, 'val_loss'])} → "
+              f"{f3(mean.loc[True, 'val_loss'])}, accuracy {f3(mean.loc[False, 'val_accuracy'])} → "
+              f"{f3(mean.loc[True, 'val_accuracy'])}: it would {'adopt' if adopt else 'not adopt'} the adaptation."]
+    return "\n".join(lines) + "\n"
+
+
 def tuning_native(res: Results, arg: str | None) -> str:
     """The transfer baseline's input check (``results/tuning/native_input.csv``, benchmarks/tune_native_input.py):
     validation scores of every C for the upsampled arrays and the source images, and the rule's verdict per
@@ -723,6 +749,7 @@ GENERATORS = {
     "tuning-testlike": tuning_testlike,
     "tuning-adapt": tuning_adapt,
     "tuning-native": tuning_native,
+    "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
 }
 
