@@ -157,6 +157,13 @@ def test_the_verdict_follows_the_comparison_file(results):
     frame.loc[proposed, "Accuracy"] = 0.9
     frame.to_csv(path, index=False)
     assert "the proposed method is the most accurate (0.900)" in res()
+    classical = frame.index[frame["method_key"] == "aes_classical"][0]
+    frame.loc[[shallow, classical], "Accuracy"] = 0.6  # two methods tied for next best: both named
+    frame.to_csv(path, index=False)
+    line = [t for t in res().splitlines() if "chest" in t.lower()][0]
+    assert "; next best, tied at 0.600: " in line and "Conventional shallow CNN without AES (" in line
+    assert "AES-256-GCM + classical features (HOG/LBP) + scikit-learn (" in line
+    frame.loc[classical, "Accuracy"] = 0.5
     frame.loc[shallow, ["Accuracy", "McNemar p vs proposed"]] = [0.95, 0.01]
     frame.to_csv(path, index=False)
     line = [t for t in res().splitlines() if "chest" in t.lower()][0]

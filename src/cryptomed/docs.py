@@ -322,7 +322,12 @@ def verdict(res: Results, arg: str | None) -> str:
         else:
             text = f"the proposed method is the most accurate ({f3(acc)})"
             if rival is not None:
-                text += f"; the next best, {rival['Method']}, scores {f3(rival['_acc'])} ({_mcnemar(rival)})"
+                level = others[others["_acc"] == rival["_acc"]]  # methods tied for next best: every one named
+                if len(level) > 1:
+                    named = "; ".join(f"{r['Method']} ({_mcnemar(r)})" for _, r in level.iterrows())
+                    text += f"; next best, tied at {f3(rival['_acc'])}: {named}"
+                else:
+                    text += f"; the next best, {rival['Method']}, scores {f3(rival['_acc'])} ({_mcnemar(rival)})"
         if tied:
             text += f"; tied with {'; '.join(tied)}"
         lines.append(f"- **{title}:** {text}.")
