@@ -213,3 +213,15 @@ def test_the_testlike_brain_diagnostic_reads_both_files(tmp_path):
     text = docs.tuning_testlike_brain(docs.Results(tmp_path), None)
     assert "| test-like validation split vs test | 0.510 |" in text
     assert "mean loss 0.900 → 0.800, accuracy 0.650 → 0.640: it would not adopt" in text
+
+
+def test_subgroups_block_counts_the_errors_of_thin_groups(tmp_path):
+    (tmp_path / "d").mkdir()
+    pd.DataFrame([{"class_name": "a", "source": "x", "test_images": 100, "train_val_kept": 500,
+                   "dropped_as_copy_of_test": 0, "accuracy_aes_cnn": 0.9},
+                  {"class_name": "b", "source": "y", "test_images": 50, "train_val_kept": 10,
+                   "dropped_as_copy_of_test": 40, "accuracy_aes_cnn": 0.6}]).to_csv(tmp_path / "d/subgroups.csv",
+                                                                                   index=False)
+    text = docs.subgroups(docs.Results(tmp_path), "d")
+    assert "| b | y | 50 | 10 | 40 | 0.600 |" in text
+    assert "hold 20 of the proposed CNN's 30 test errors, on 50 of the 150 test images." in text

@@ -584,10 +584,9 @@ def tuning_seed_ensemble(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tuning_testlike(res: Results, arg: str | None) -> str:
-    """The test-like validation split of chest X-ray (``results/tuning/testlike/``, benchmarks/shift_validation.py):
-    the shift the domain classifier measures, and each candidate's mean over seeds of the two decision rules."""
-    shift = res.json("tuning/testlike/shift_chest_xray.json")
+def _shift_table(res: Results, ds: str) -> tuple[dict, list[str]]:
+    """The domain classifier's numbers of a test-like split (``results/tuning/testlike/shift_<dataset>.json``)."""
+    shift = res.json(f"tuning/testlike/shift_{ds}.json")
     lines = _table(["domain classifier ROC-AUC (0.5 = no shift)", "value"], [
         ["official training vs test images", f3(shift["domain_auc_train_vs_test"])],
         ["random validation split vs test", f3(shift["domain_auc_old_val_vs_test"])],
@@ -595,6 +594,13 @@ def tuning_testlike(res: Results, arg: str | None) -> str:
     ], "|---|---:|")
     lines += ["", f"The test-like split has {fint(shift['n_val'])} images, {fint(shift['overlap_with_old_val'])} of them "
               "in the random one.", ""]
+    return shift, lines
+
+
+def tuning_testlike(res: Results, arg: str | None) -> str:
+    """The test-like validation split of chest X-ray (``results/tuning/testlike/``, benchmarks/shift_validation.py):
+    the shift the domain classifier measures, and each candidate's mean over seeds of the two decision rules."""
+    shift, lines = _shift_table(res, "chest_xray")
     full = res.json("chest_xray/data_report.json")
     val = full.get("validation", {})
     if not val.get("method", "").startswith("test_like"):
@@ -663,14 +669,7 @@ def tuning_testlike_brain(res: Results, arg: str | None) -> str:
     """A diagnostic, no choice depends on it: the test-like validation split built for brain MRI
     (``results/tuning/testlike/shift_brain_mri.json``) and the batch-norm adaptation scored on it
     (``results/tuning/adapt/testlike_brain_mri.csv``, networks trained on that split's training part)."""
-    shift = res.json("tuning/testlike/shift_brain_mri.json")
-    lines = _table(["domain classifier ROC-AUC (0.5 = no shift)", "value"], [
-        ["official training vs test images", f3(shift["domain_auc_train_vs_test"])],
-        ["random validation split vs test", f3(shift["domain_auc_old_val_vs_test"])],
-        ["test-like validation split vs test", f3(shift["domain_auc_new_val_vs_test"])],
-    ], "|---|---:|")
-    lines += ["", f"The test-like split has {fint(shift['n_val'])} images, {fint(shift['overlap_with_old_val'])} of them "
-              "in the random one.", ""]
+    _, lines = _shift_table(res, "brain_mri")
     frame = res.csv("tuning/adapt/testlike_brain_mri.csv")
     rows = [[str(int(r["seed"])), "yes" if r["adapted"] else "no", f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]),
              f3(r["val_roc_auc"]), f3(r["val_loss"]), str(r["machine"])] for _, r in frame.iterrows()]
@@ -682,6 +681,30 @@ def tuning_testlike_brain(res: Results, arg: str | None) -> str:
     lines += ["", f"Read as the adaptation rule reads validation: mean loss {f3(mean.loc[False, 'val_loss'])} → "
               f"{f3(mean.loc[True, 'val_loss'])}, accuracy {f3(mean.loc[False, 'val_accuracy'])} → "
               f"{f3(mean.loc[True, 'val_accuracy'])}: it would {'adopt' if adopt else 'not adopt'} the adaptation."]
+    return "\n".join(lines) + "\n"
+
+
+def subgroups(res: Results, ds: str | None) -> str:
+    """Test accuracy per class and image source (``results/<dataset>/subgroups.csv``, benchmarks/subgroups.py): a
+    diagnostic of where the errors are, with the training images each group kept and lost as copies of test."""
+    if not ds:
+        raise DocsError("subgroups needs a dataset: subgroups:<dataset>")
+    frame = res.csv(f"{ds}/subgroups.csv")
+    methods = [c.removeprefix("accuracy_") for c in frame.columns if c.startswith("accuracy_")]
+    short = {"aes_cnn": "proposed CNN", "shallow_cnn": "shallow CNN", "aes_classical": "classical",
+             "he_linear": "CKKS", "efficientnet_lite0_transfer": "EfficientNet-Lite0", "ensemble": "ensemble"}
+    rows = [[r["class_name"], r["source"], fint(r["test_images"]), fint(r["train_val_kept"]),
+             fint(r["dropped_as_copy_of_test"]), *(f3(r[f"accuracy_{m}"]) for m in methods)]
+            for _, r in frame.iterrows()]
+    lines = _table(["class", "original image", "test images", "train + val kept", "dropped as copies of test",
+                    *(short.get(m, m) for m in methods)], rows, "|---|---|---:|---:|---:|" + "---:|" * len(methods))
+    if "accuracy_aes_cnn" in frame.columns:
+        errors = frame["test_images"] * (1 - frame["accuracy_aes_cnn"])
+        thin = frame["train_val_kept"] < frame["test_images"]  # fewer training images kept than test images
+        lines += ["", f"Groups with fewer training and validation images kept than test images hold "
+                  f"{fint(round(errors[thin].sum()))} of the proposed CNN's {fint(round(errors.sum()))} test errors, "
+                  f"on {fint(frame.loc[thin, 'test_images'].sum())} of the {fint(frame['test_images'].sum())} test "
+                  f"images."]
     return "\n".join(lines) + "\n"
 
 
@@ -754,6 +777,7 @@ GENERATORS = {
     "tuning-testlike": tuning_testlike,
     "tuning-adapt": tuning_adapt,
     "tuning-native": tuning_native,
+    "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
 }
