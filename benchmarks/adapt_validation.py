@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -48,25 +46,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import pandas as pd
-    import yaml
+    from tune_cnn import start_keras_benchmark
 
-    from cryptomed.models import configure_backend
-
-    params = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    backend = configure_backend(params.get("backend"), args.threads)
+    params, backend, d, dataset, machine = start_keras_benchmark(args.npz, args.threads)
     import keras
 
     from cryptomed.models import as_model_input, load_model, train, train_config
-    from cryptomed.provenance import cpu
 
-    with np.load(args.npz, allow_pickle=False) as npz:
-        d = {k: npz[k] for k in npz.files}
-    dataset = Path(args.npz).parent.name
     tr, va = d["splits"] == "train", d["splits"] == "val"  # the test split is never touched
     x_va, y_va = as_model_input(d["images"][va]), d["labels"][va]
-    c = cpu()
     extra = {"dataset": dataset, "n_val": int(va.sum()), "backend": backend, "keras": keras.__version__,
-             "machine": f"{c['logical_cpus']}-core {c.get('model_name') or c['machine']} CPU"}
+             "machine": machine}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

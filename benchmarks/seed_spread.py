@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -34,22 +32,15 @@ def main() -> None:
                          "adapt_batchnorm; labels unused)")
     args = ap.parse_args()
     import pandas as pd
-    import yaml
+    from tune_cnn import score, start_keras_benchmark
 
-    from cryptomed.adapt import predict_unadapted_and_adapted
-    from cryptomed.models import as_model_input, configure_backend, predict_proba, train, train_config
-    from cryptomed.provenance import cpu
-    from tune_cnn import score
-
-    params = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    backend = configure_backend(params.get("backend"), args.threads)
+    params, backend, d, dataset, machine = start_keras_benchmark(args.npz, args.threads)
     import keras
 
-    with np.load(args.npz, allow_pickle=False) as npz:
-        d = {k: npz[k] for k in npz.files}
-    dataset = Path(args.npz).parent.name
+    from cryptomed.adapt import predict_unadapted_and_adapted
+    from cryptomed.models import as_model_input, predict_proba, train, train_config
+
     part = {s: d["splits"] == s for s in ("train", "val", "test")}
-    info_cpu = cpu()
     rows = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +65,7 @@ def main() -> None:
                 if probs.shape[1] == 2:  # specificity of the negative class (label 0)
                     row[f"{split}_specificity{suffix}"] = float((probs[y == 0].argmax(1) == 0).mean())
         row.update({"adapt_batchnorm": args.adapt, "backend": backend, "keras": keras.__version__,
-                    "machine": f"{info_cpu['logical_cpus']}-core {info_cpu.get('model_name') or info_cpu['machine']} CPU"})
+                    "machine": machine})
         rows.append(row)
         print(json.dumps(row), flush=True)
         pd.DataFrame(rows).to_csv(out / f"{dataset}.csv", index=False)

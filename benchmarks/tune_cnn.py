@@ -82,6 +82,24 @@ def score(y, probs) -> dict:
             "val_roc_auc": float(auc), "val_loss": float(log_loss(y, np.clip(probs, 1e-7, 1), labels=range(probs.shape[1])))}
 
 
+def start_keras_benchmark(npz_path: str, threads: int):
+    """The start of a benchmark that trains or scores the default recipe: the ``train`` section of params.yaml, the
+    backend configured before keras is imported, the arrays of ``npz_path`` (its folder names the dataset) and the
+    machine for the record. Returns (params, backend, arrays, dataset, machine)."""
+    import yaml
+
+    from cryptomed.models import configure_backend
+    from cryptomed.provenance import cpu
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    backend = configure_backend(params.get("backend"), threads)
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    c = cpu()
+    machine = f"{c['logical_cpus']}-core {c.get('model_name') or c['machine']} CPU"
+    return params, backend, arrays, Path(npz_path).parent.name, machine
+
+
 def log_row(row: dict) -> None:
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
