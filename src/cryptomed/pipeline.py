@@ -616,7 +616,7 @@ def efficientnet_transfer_stage(smk) -> None:
     n_all, size = len(y), int(data["image_size"])
     taps = [str(t) for t in data["taps"]]
     layers = "pooled head features" if taps == ["head"] else f"pooled features of {'+'.join(taps)}"
-    source = str(data["source"]) if "source" in data else f"preprocessed arrays at {size} px"  # older files
+    source = str(data["source"])
     feature_s = float(data["seconds"]) / max(1, n_all)
     timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}
     note = ("mean per image: EfficientNet-Lite0 features (batched, measured over the whole dataset) + logistic "
