@@ -26,6 +26,9 @@ from cryptomed.adapt import adapt_batchnorm
 adapted = adapt_batchnorm(model, x[64:] + 40.0)  # label-free batch-norm adaptation runs on this backend
 r, _ = predict_proba(model, x[64:] + 40.0)
 assert adapted["batchnorm_layers"] == 2 and np.isfinite(r).all() and np.allclose(r.sum(1), 1, atol=1e-4)
+matmul = TrainConfig(epochs=1, batch_size=16, patience=1,
+                     model=CNNConfig(filters=(8,), convs_per_block=1, dense_units=8, augment_impl="matmul"))
+train(x[:32], y[:32], x[64:], y[64:], 2, matmul, verbose=0)  # the GPU configurations' augmentation layer
 print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
 """
 

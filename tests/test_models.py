@@ -119,3 +119,84 @@ def test_train_members_one_network_is_train_and_several_are_averaged(tmp_path):
     assert [s for s, _ in histories] == [5, 6] and [m["seed"] for m in info["members"]] == [5, 6]
     assert info["flip_tta"] and info["best_epoch"] is None and info["epochs_run"] == 4
     assert mean.count_params() == 2 * alone.count_params()
+
+
+def _blob_images(n=3, size=24):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 255, (n, size, size, 1)).astype("float32")
+    x[:, :2], x[:, -2:], x[:, :, :2], x[:, :, -2:] = 0, 0, 0, 0
+    return x
+
+
+def test_shift_zoom_equals_keras_affine_transform_for_the_same_zoom_and_shift():
+    """The matmul augmentation is the resampling Keras' RandomZoom/RandomTranslation do (bilinear, constant 0
+    fill), written as two matrix products: same output for the same per-image zoom and shift."""
+    import keras
+
+    from cryptomed.models import _shift_zoom_layer
+
+    x = _blob_images()
+    zoom, dy, dx = np.array([1.05, 0.95, 1.0]), np.array([0.05, -0.03, 0.0]), np.array([-0.04, 0.02, 0.1])
+    ours = np.asarray(_shift_zoom_layer().resample(x, zoom, dy, dx))
+    h, w = x.shape[1:3]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    # Keras: output (col, row) samples input (a0 col + a2, b1 row + b2)
+    transform = np.stack([zoom, 0 * zoom, cx * (1 - zoom) - dx * w, 0 * zoom, zoom, cy * (1 - zoom) - dy * h,
+                          0 * zoom, 0 * zoom], axis=1).astype("float32")
+    reference = np.asarray(keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
+                                                            fill_mode="constant", fill_value=0))
+    np.testing.assert_allclose(ours, reference, atol=1e-3)
+    assert np.abs(ours - x).max() > 10  # it did move the images
+
+
+def test_shift_zoom_is_identity_at_inference_and_with_zero_ranges_and_moves_images_in_training():
+    from cryptomed.models import _shift_zoom_layer
+
+    x = _blob_images()
+    layer = _shift_zoom_layer()(0.05, 0.05, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    np.testing.assert_allclose(np.asarray(_shift_zoom_layer()(0.0, 0.0)(x, training=True)), x, atol=1e-4)
+    a, b = (np.asarray(layer(x, training=True)) for _ in range(2))
+    assert a.shape == x.shape and np.abs(a - x).max() > 1 and np.abs(a - b).max() > 1  # fresh draws per call
+    whole = np.asarray(_shift_zoom_layer().resample(x, np.ones(3), np.full(3, 2 / 24), np.zeros(3)))
+    np.testing.assert_allclose(whole[:, 2:], x[:, :-2], atol=1e-4)  # 2 pixels down, zeros shifted in
+    np.testing.assert_array_equal(whole[:, :2], 0)
+
+
+def test_matmul_augmentation_trains_saves_and_is_configured(tmp_path):
+    from cryptomed.models import build_cnn, load_model, predict_proba, save_model, train, train_config
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 160)
+    x = rng.normal(60, 20, (160, 16, 16, 1)).astype("float32")
+    x[y == 1, 4:12, 4:12] += 120
+    params = {"epochs": 5, "batch_size": 32, "learning_rate": 3e-3, "patience": 5, "class_weight": "balanced",
+              "seed": 1, "model": {"filters": [8, 16], "convs_per_block": 1, "dense_units": 16, "dropout": 0.1,
+                                   "block_dropout": 0.0, "augment": True, "bn_momentum": 0.9,
+                                   "augment_impl": "matmul"}}
+    cfg = train_config(params)
+    assert cfg.model.augment_impl == "matmul"
+    model, _, _ = train(x[:128], y[:128], x[128:], y[128:], 2, cfg, verbose=0)
+    assert "ShiftZoom" in {type(layer).__name__ for layer in model.layers}
+    probs, _ = predict_proba(model, x[128:])
+    assert (probs.argmax(1) == y[128:]).mean() > 0.8
+    save_model(model, tmp_path / "m.keras")
+    np.testing.assert_allclose(predict_proba(load_model(tmp_path / "m.keras"), x[128:])[0], probs, atol=1e-5)
+    with pytest.raises(ValueError, match="rotates"):
+        build_cnn((16, 16, 1), 2, CNNConfig(augment="strong", augment_impl="matmul"))
+    with pytest.raises(ValueError, match="augment_impl"):
+        build_cnn((16, 16, 1), 2, CNNConfig(augment_impl="gather"))
+
+
+def test_augment_speed_benchmark_runs_and_prints_the_three_implementations():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "augment_speed.py"), "--size", "32",
+                           "--batch", "8", "--steps", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("none", "keras", "matmul", "matmul / keras"):
+        assert f"{name}:" in proc.stdout
