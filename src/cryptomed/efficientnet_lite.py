@@ -256,6 +256,38 @@ def block_names() -> list[tuple[int, int, int, int, int, int]]:
     return blocks
 
 
+def _blocks_and_head(x, first_block: int):
+    """MBConv blocks ``first_block``.. and the 1x1 head convolution (1280 channels, ReLU6), named as in the full
+    model so that weights are shared by layer name."""
+    import keras
+
+    for i, kernel, stride, expand, cin, cout in block_names()[first_block:]:
+        p = f"block{i}"
+        shortcut = x
+        if expand != 1:
+            x = _relu6(_bn(_conv(x, cin * expand, 1, 1, f"{p}_expand_conv"), f"{p}_expand_bn"), f"{p}_expand_relu")
+        x = _relu6(_bn(_conv(x, None, kernel, stride, f"{p}_dwconv", depthwise=True), f"{p}_dw_bn"), f"{p}_dw_relu")
+        x = _bn(_conv(x, cout, 1, 1, f"{p}_project_conv"), f"{p}_project_bn")
+        if stride == 1 and cin == cout:
+            x = keras.layers.Add(name=f"{p}_add")([x, shortcut])
+    return _relu6(_bn(_conv(x, FEATURES, 1, 1, "head_conv"), "head_bn"), "head_relu")
+
+
+def build_top(full_model, after_stage: int, input_shape: tuple[int, int, int]):
+    """The part of ``full_model`` (built by :func:`build_model`, weights loaded) after stage ``after_stage``: its
+    remaining MBConv blocks and head convolution, ending in the pooled 1280 features, on that stage's activations
+    (``input_shape``) -- with ``full_model``'s weights copied in, for fine-tuning on cached activations."""
+    import keras
+
+    inputs = keras.Input(input_shape, name=f"stage{after_stage}_activations")
+    x = _blocks_and_head(inputs, stage_ends()[f"stage{after_stage}"] + 1)
+    top = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="avg_pool")(x), name="efficientnet_top")
+    for layer in top.layers:
+        if layer.weights:
+            layer.set_weights(full_model.get_layer(layer.name).get_weights())
+    return top
+
+
 def build_model(image_size: int = IMAGE_SIZE, include_top: bool = True, dropout: float = 0.2):
     """EfficientNet-Lite0 on (image_size, image_size, 3) inputs scaled by :func:`preprocess_input`.
 
@@ -267,16 +299,7 @@ def build_model(image_size: int = IMAGE_SIZE, include_top: bool = True, dropout:
 
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _relu6(_bn(_conv(inputs, 32, 3, 2, "stem_conv"), "stem_bn"), "stem_relu")
-    for i, kernel, stride, expand, cin, cout in block_names():
-        p = f"block{i}"
-        shortcut = x
-        if expand != 1:
-            x = _relu6(_bn(_conv(x, cin * expand, 1, 1, f"{p}_expand_conv"), f"{p}_expand_bn"), f"{p}_expand_relu")
-        x = _relu6(_bn(_conv(x, None, kernel, stride, f"{p}_dwconv", depthwise=True), f"{p}_dw_bn"), f"{p}_dw_relu")
-        x = _bn(_conv(x, cout, 1, 1, f"{p}_project_conv"), f"{p}_project_bn")
-        if stride == 1 and cin == cout:
-            x = keras.layers.Add(name=f"{p}_add")([x, shortcut])
-    x = _relu6(_bn(_conv(x, FEATURES, 1, 1, "head_conv"), "head_bn"), "head_relu")
+    x = _blocks_and_head(x, 0)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)

@@ -1,0 +1,167 @@
+"""EfficientNet-Lite0 transfer baseline: the frozen-feature logistic head vs fine-tuning the backbone's top, on
+validation only (the rule in docs/tuning.md, "Fine-tuning the top of the transfer backbone").
+
+For each dataset, every train and validation record's source image (the configured size, as the pipeline's
+``native_input``) goes once through the ImageNet backbone; one pass keeps both the pooled taps the pipeline's head
+uses and the activations at the end of stage 6. The test split is dropped on load and never decoded. Then:
+
+- ``frozen``: the pipeline's head (standardised pooled taps, class-balanced logistic regression), one row per C;
+- ``finetune``: stage 7 and the head convolution, initialised from ImageNet, plus a new softmax layer, trained on
+  the cached stage-6 activations (Adam, class-balanced, early stopping on validation loss with the best weights
+  restored; batch-norm statistics frozen, as usual when fine-tuning on a small set).
+
+One row per (dataset, arm, C) goes to ``OUT/finetune.csv``, and the rule's verdict is printed:
+
+    python benchmarks/tune_finetune.py --dataset chest_xray brain_mri --out results/tuning
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_cnn import log_row, merge_rows, score  # noqa: E402
+from tune_native_input import load_config  # noqa: E402
+
+AFTER_STAGE = 6
+RECIPE = {"learning_rate": 3e-4, "epochs": 20, "patience": 4, "batch_size": 64, "dropout": 0.3, "seed": 0}
+
+
+def activations(weights, images: np.ndarray, size: int, taps: tuple[str, ...], chunk: int = 256):
+    """(stage-6 activations as float16, pooled taps as float32, seconds) of (N, size, size) uint8 images."""
+    import keras
+
+    from cryptomed.efficientnet_lite import build_model, load_model, preprocess_input, stage_ends
+
+    full = build_model(size)
+    full.load_weights(str(weights))
+    pooled = load_model(weights, image_size=size, include_top=False, taps=taps)
+    last = [layer.name for layer in full.layers if layer.name.startswith(f"block{stage_ends()[f'stage{AFTER_STAGE}']}_")][-1]
+    both = keras.Model(pooled.input, [pooled.get_layer(last).output, pooled.output])
+    maps, feats, seconds = [], [], 0.0
+    for start in range(0, len(images), chunk):
+        x = preprocess_input(np.repeat(images[start:start + chunk, ..., None], 3, axis=-1))
+        t0 = time.perf_counter()
+        m, f = both.predict(x, batch_size=64, verbose=0)
+        seconds += time.perf_counter() - t0
+        maps.append(np.asarray(m, np.float16))
+        feats.append(np.asarray(f, np.float32))
+        print(f"  activations: {min(start + chunk, len(images))} / {len(images)}", flush=True)
+    return np.concatenate(maps), np.concatenate(feats), seconds, full
+
+
+def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
+    """Stage 7 + head convolution (ImageNet initialised, batch norm frozen) + a new softmax layer on stage-6
+    activations; returns (validation probabilities, epochs run, best epoch, training seconds)."""
+    import keras
+
+    from cryptomed.efficientnet_lite import build_top
+    from cryptomed.models import balanced_class_weight
+
+    keras.utils.set_random_seed(recipe["seed"])
+    top = build_top(full, AFTER_STAGE, maps_tr.shape[1:])
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # inference mode: ImageNet statistics kept
+    x = keras.layers.Dropout(recipe["dropout"])(top.output)
+    model = keras.Model(top.input, keras.layers.Dense(n_classes, activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(recipe["learning_rate"]), "sparse_categorical_crossentropy")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe["patience"], restore_best_weights=True)
+    t0 = time.perf_counter()
+    hist = model.fit(maps_tr.astype("float32"), y_tr, validation_data=(maps_va.astype("float32"), y_va),
+                     epochs=recipe["epochs"], batch_size=recipe["batch_size"], callbacks=[stop], verbose=2,
+                     class_weight=balanced_class_weight(y_tr, n_classes))
+    seconds = time.perf_counter() - t0
+    losses = hist.history["val_loss"]
+    probs = np.asarray(model.predict(maps_va.astype("float32"), batch_size=256, verbose=0), np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    return probs, len(losses), int(np.argmin(losses)) + 1, seconds
+
+
+def verdict(frame, dataset: str) -> str:
+    """The pre-registered rule: fine-tuning if its validation loss is lower than the frozen head's at its best C
+    (lowest loss) and its validation accuracy is not lower."""
+    rows = frame[frame["dataset"] == dataset]
+    frozen = rows[rows["arm"] == "frozen"]
+    tuned = rows[rows["arm"] == "finetune"]
+    if frozen.empty or tuned.empty:
+        raise SystemExit(f"{dataset}: both arms needed")
+    fr, ft = frozen.loc[frozen["val_loss"].idxmin()], tuned.iloc[0]
+    adopt = bool(ft["val_loss"] < fr["val_loss"] and ft["val_accuracy"] >= fr["val_accuracy"])
+    return (f"{dataset}: validation loss {fr['val_loss']:.3f} (frozen, C={fr['C']:g}) -> {ft['val_loss']:.3f} "
+            f"(fine-tuned, {int(ft['epochs_run'])} epochs, best {int(ft['best_epoch'])}, {ft['train_seconds']:.0f} s), "
+            f"accuracy {fr['val_accuracy']:.3f} -> {ft['val_accuracy']:.3f}: {'adopted' if adopt else 'not adopted'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", nargs="+", required=True)
+    ap.add_argument("--config", nargs="+", default=[str(REPO / "params.yaml")],
+                    help="config files merged in order (e.g. config.yaml config/test.yaml)")
+    ap.add_argument("--preprocessed", default="data/preprocessed")
+    ap.add_argument("--raw", default="data/raw")
+    ap.add_argument("--weights", default="results/pretrained/efficientnet_lite0_imagenet.weights.h5")
+    ap.add_argument("--limit", type=int, default=None, help="first N train/validation records only (smoke tests)")
+    ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="results/tuning")
+    ap.add_argument("--device", default="2-core AMD EPYC CPU, TensorFlow", help="machine description for the record")
+    args = ap.parse_args()
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from cryptomed.models import configure_backend
+
+    configure_backend(None, args.threads)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from cryptomed.data import source_images
+
+    config = load_config(args.config)
+    pre, eff = config["preprocess"], config["baselines"]["transfer"]["efficientnet_lite0"]
+    recipe = {**RECIPE, "epochs": args.epochs}
+    rows = []
+    for dataset in args.dataset:
+        size = int((eff.get("image_size_by_dataset") or {}).get(dataset, eff["image_size"]))
+        taps = tuple(eff.get("taps", ["head"]))
+        with np.load(Path(args.preprocessed) / dataset / "images.npz", allow_pickle=False) as npz:
+            keep = np.flatnonzero(npz["splits"] != "test")[: args.limit]
+            labels, splits, ids = (npz[k][keep] for k in ("labels", "splits", "ids"))
+        n_classes = int(labels.max()) + 1
+        tr, va = splits == "train", splits == "val"
+        images = source_images(Path(args.raw) / dataset / "images.tar", Path(args.preprocessed) / dataset /
+                               "split_manifest.csv", ids, size, pre["aspect"], pre["resample"], args.threads)
+        maps, feats, seconds, full = activations(args.weights, images, size, taps)
+        common = {"dataset": dataset, "image_size": size, "train_images": int(tr.sum()), "val_images": int(va.sum()),
+                  "extract_seconds": seconds, "device": args.device}
+        for c in eff["C"]:
+            head = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000,
+                                                                      class_weight="balanced", random_state=0))
+            t0 = time.perf_counter()
+            head.fit(feats[tr], labels[tr])
+            row = {**common, "arm": "frozen", "C": float(c), **score(labels[va], head.predict_proba(feats[va])),
+                   "epochs_run": 0, "best_epoch": 0, "train_seconds": time.perf_counter() - t0}
+            rows.append(row)
+            log_row(row)
+        probs, epochs_run, best, train_s = finetune(full, maps[tr], labels[tr], maps[va], labels[va], n_classes, recipe)
+        row = {**common, "arm": "finetune", "C": float("nan"), **score(labels[va], probs), "epochs_run": epochs_run,
+               "best_epoch": best, "train_seconds": train_s,
+               "recipe": " ".join(f"{k}={v}" for k, v in recipe.items())}
+        rows.append(row)
+        log_row(row)
+    frame = merge_rows(Path(args.out) / "finetune.csv", rows, ["dataset"])
+    for dataset in args.dataset:
+        print(verdict(frame, dataset), flush=True)
+
+
+if __name__ == "__main__":
+    main()
