@@ -199,6 +199,30 @@ def test_the_native_input_verdict_follows_the_rule(tmp_path):
         docs.tuning_native(docs.Results(tmp_path), None)
 
 
+def test_the_finetune_verdict_follows_the_rule_and_the_budget(tmp_path):
+    """tuning-finetune: the fine-tuned top against the frozen head at its C of lowest loss; adopted only if the loss
+    is lower, the accuracy not lower and the adopted datasets' training fits the budget together."""
+    def write(loss, acc, seconds=100.0, datasets=("d",)):
+        rows = [{"dataset": ds, "image_size": 64, "arm": arm, "C": c, "val_accuracy": a, "val_balanced_accuracy": a,
+                 "val_roc_auc": 0.9, "val_loss": lo, "epochs_run": 5 if arm == "finetune" else 0, "best_epoch": 3,
+                 "train_seconds": seconds if arm == "finetune" else 1.0, "device": "cpu"}
+                for ds in datasets
+                for arm, c, lo, a in (("frozen", 0.1, 0.30, 0.90), ("frozen", 1.0, 0.40, 0.95),
+                                      ("finetune", float("nan"), loss, acc))]
+        (tmp_path / "tuning").mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / "tuning/finetune.csv", index=False)
+        return docs.tuning_finetune(docs.Results(tmp_path), None)
+
+    assert "**adopted**" in write(0.20, 0.90)  # equal accuracy at the frozen head's best C
+    assert "**not adopted**" in write(0.20, 0.89)  # lower accuracy (the C=1.0 row's 0.95 does not count)
+    assert "**not adopted**" in write(0.30, 0.95)  # loss not lower
+    over = write(0.20, 0.95, seconds=300.0, datasets=("a", "b"))  # each passes, together over 9 minutes
+    assert over.count("**not adopted** (training 600 s over the 9-minute budget)") == 2
+    pd.DataFrame([{"dataset": "d", "arm": "frozen"}]).to_csv(tmp_path / "tuning/finetune.csv", index=False)
+    with pytest.raises(docs.DocsError, match="needs frozen and finetune rows"):
+        docs.tuning_finetune(docs.Results(tmp_path), None)
+
+
 def test_the_testlike_brain_diagnostic_reads_both_files(tmp_path):
     (tmp_path / "tuning/testlike").mkdir(parents=True)
     (tmp_path / "tuning/adapt").mkdir(parents=True)

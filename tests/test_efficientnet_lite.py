@@ -193,3 +193,21 @@ def test_against_torch_reference(state, converted):
         ref = F.linear(x, w["_fc.weight"], w["_fc.bias"]).numpy()
     ours = np.asarray(E.load_model(converted[0]).predict(x_np, verbose=0))
     assert np.abs(ours - ref).max() < 1e-2 and (ours.argmax(1) == ref.argmax(1)).all()
+
+
+def test_build_top_on_stage6_activations_equals_the_full_model():
+    """The fine-tuning candidate's top (stage 7 + head convolution, weights copied by layer name) applied to the
+    stage-6 activations gives the full model's pooled features."""
+    import keras
+
+    from cryptomed.efficientnet_lite import build_model, build_top, stage_ends
+
+    full = build_model(64, include_top=False)
+    last = [layer.name for layer in full.layers if layer.name.startswith(f"block{stage_ends()['stage6']}_")][-1]
+    stage6 = keras.Model(full.input, full.get_layer(last).output)
+    x = np.random.default_rng(0).normal(0, 1, (3, 64, 64, 3)).astype("float32")
+    maps = np.asarray(stage6.predict(x, verbose=0))
+    top = build_top(full, 6, maps.shape[1:])
+    assert {layer.name for layer in top.layers if layer.weights} >= {"block15_expand_conv", "head_conv", "head_bn"}
+    np.testing.assert_allclose(np.asarray(top.predict(maps, verbose=0)), np.asarray(full.predict(x, verbose=0)),
+                               rtol=1e-4, atol=1e-4)

@@ -248,6 +248,33 @@ def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
     assert refused.returncode != 0 and "computed from the source images" in refused.stderr
 
 
+def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_images(run, tmp_path):
+    """benchmarks/tune_finetune.py on the run's brain MRI (source images in the test config), on a tar without the
+    test images: rows for the frozen head (each C) and the fine-tuned top, and the rule's verdict."""
+    import tarfile
+
+    import pandas as pd
+
+    wd, _ = run
+    manifest = pd.read_csv(wd / "data/preprocessed/brain_mri/split_manifest.csv", dtype={"id": str})
+    test_files = set(manifest.loc[manifest["split"] == "test", "source_path"])
+    (tmp_path / "raw/brain_mri").mkdir(parents=True)
+    with tarfile.open(wd / "data/raw/brain_mri/images.tar") as src, \
+            tarfile.open(tmp_path / "raw/brain_mri/images.tar", "w") as dst:
+        for member in src:
+            if member.name not in test_files:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
+                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path),
+                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
+                          cwd=wd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "finetune.csv")
+    assert sorted(set(rows["arm"])) == ["finetune", "frozen"] and set(rows["C"].dropna()) == {0.01, 1.0}
+    assert (rows["val_images"] > 0).all() and rows["val_loss"].notna().all()
+    assert re.search(r"^brain_mri: validation loss .*: (not )?adopted$", proc.stdout, re.M), proc.stdout[-2000:]
+
+
 def test_key_material_never_leaves_the_key_file(run):
     wd, _ = run
     key_file = wd / ".secrets/cryptomed.key"
