@@ -28,7 +28,10 @@ r, _ = predict_proba(model, x[64:] + 40.0)
 assert adapted["batchnorm_layers"] == 2 and np.isfinite(r).all() and np.allclose(r.sum(1), 1, atol=1e-4)
 matmul = TrainConfig(epochs=1, batch_size=16, patience=1,
                      model=CNNConfig(filters=(8,), convs_per_block=1, dense_units=8, augment_impl="matmul"))
-train(x[:32], y[:32], x[64:], y[64:], 2, matmul, verbose=0)  # the GPU configurations' augmentation layer
+m2, _, _ = train(x[:32], y[:32], x[64:], y[64:], 2, matmul, verbose=0)  # the GPU configurations' augmentation
+save_model(m2, sys.argv[2] + ".matmul.keras")
+assert np.allclose(predict_proba(m2, x[64:])[0], predict_proba(load_model(sys.argv[2] + ".matmul.keras"), x[64:])[0],
+                   atol=1e-5), "save/load changed the matmul model's predictions"
 print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
 """
 

@@ -218,6 +218,11 @@ def test_the_finetune_verdict_follows_the_rule_and_the_budget(tmp_path):
     assert "**not adopted**" in write(0.30, 0.95)  # loss not lower
     over = write(0.20, 0.95, seconds=300.0, datasets=("a", "b"))  # each passes, together over 9 minutes
     assert over.count("**not adopted** (training 600 s over the 9-minute budget)") == 2
+    rows = pd.read_csv(tmp_path / "tuning/finetune.csv")
+    rows.loc[(rows["dataset"] == "b") & (rows["arm"] == "finetune"), "val_loss"] = 0.5  # b fails on loss
+    rows.to_csv(tmp_path / "tuning/finetune.csv", index=False)
+    one = docs.tuning_finetune(docs.Results(tmp_path), None)  # only a's 300 s count against the budget
+    assert "- a: " in one and one.count("**adopted**") == 1 and one.count("**not adopted**.") == 1
     pd.DataFrame([{"dataset": "d", "arm": "frozen"}]).to_csv(tmp_path / "tuning/finetune.csv", index=False)
     with pytest.raises(docs.DocsError, match="needs frozen and finetune rows"):
         docs.tuning_finetune(docs.Results(tmp_path), None)

@@ -122,15 +122,13 @@ def test_train_members_one_network_is_train_and_several_are_averaged(tmp_path):
 
 
 def _blob_images(n=3, size=24):
-    rng = np.random.default_rng(3)
-    x = rng.uniform(0, 255, (n, size, size, 1)).astype("float32")
-    x[:, :2], x[:, -2:], x[:, :, :2], x[:, :, -2:] = 0, 0, 0, 0
-    return x
+    """Random images, bright up to their borders (so a wrong fill mode shows)."""
+    return np.random.default_rng(3).uniform(50, 255, (n, size, size, 1)).astype("float32")
 
 
 def test_shift_zoom_equals_keras_affine_transform_for_the_same_zoom_and_shift():
-    """The matmul augmentation is the resampling Keras' RandomZoom/RandomTranslation do (bilinear, constant 0
-    fill), written as two matrix products: same output for the same per-image zoom and shift."""
+    """The matmul augmentation is Keras' affine resampling (bilinear, constant 0 fill) of the combined zoom and
+    shift, written as two matrix products: same output for the same per-image zoom and shift."""
     import keras
 
     from cryptomed.models import _shift_zoom_layer
@@ -159,8 +157,11 @@ def test_shift_zoom_is_identity_at_inference_and_with_zero_ranges_and_moves_imag
     a, b = (np.asarray(layer(x, training=True)) for _ in range(2))
     assert a.shape == x.shape and np.abs(a - x).max() > 1 and np.abs(a - b).max() > 1  # fresh draws per call
     whole = np.asarray(_shift_zoom_layer().resample(x, np.ones(3), np.full(3, 2 / 24), np.zeros(3)))
-    np.testing.assert_allclose(whole[:, 2:], x[:, :-2], atol=1e-4)  # 2 pixels down, zeros shifted in
-    np.testing.assert_array_equal(whole[:, :2], 0)
+    np.testing.assert_allclose(whole[:, 2:], x[:, :-2], atol=1e-4)  # 2 pixels down ...
+    assert (x[:, :2] > 0).all()
+    np.testing.assert_array_equal(whole[:, :2], 0)  # ... and zeros shifted in, not the edge repeated
+    zoomed_out = np.asarray(_shift_zoom_layer().resample(x, np.full(3, 1.2), np.zeros(3), np.zeros(3)))
+    assert (zoomed_out[:, 0] == 0).all() and (zoomed_out[:, :, -1] == 0).all()  # zero border around the image
 
 
 def test_matmul_augmentation_trains_saves_and_is_configured(tmp_path):

@@ -84,8 +84,9 @@ class CNNConfig:
     # have a heart side)
     stem_stride: int = 1  # 2: the first convolution is strided (4x fewer full-resolution operations)
     # How "basic" augmentation resamples: "keras" = RandomTranslation + RandomZoom layers (fast on TensorFlow,
-    # the CPU default); "matmul" = the same shift and zoom as one bilinear resampling written as two batched
-    # matrix products (ShiftZoom): Keras' affine layers ran 68x slower than the whole network on JAX on a GPU.
+    # the CPU default); "matmul" = the same random shift and zoom applied as one bilinear resampling, two batched
+    # matrix products (ShiftZoom; Keras resamples twice: slightly more blur, a slightly wider zero border). With
+    # Keras' layers, training ran 68x slower than without augmentation on JAX on an H200.
     augment_impl: str = "keras"
     # Keras' default 0.99 left the moving statistics far from the batch statistics after the few
     # hundred steps a small medical data set gives: validation predictions collapsed to one class.
@@ -189,11 +190,12 @@ def _shift_zoom_layer():
         @keras.saving.register_keras_serializable(package="cryptomed")
         class ShiftZoom(keras.layers.Layer):
             """Random shift (a fraction of each side, uniform in +-``shift``) and zoom (factor uniform in
-            1 +- ``zoom``, the same on both axes) per image, in training only, like Keras' RandomTranslation and
-            RandomZoom with ``fill_mode="constant"`` and bilinear interpolation. Shift and zoom scale each axis
+            1 +- ``zoom``, the same on both axes) per image, in training only: the draws of Keras' RandomTranslation
+            and RandomZoom with ``fill_mode="constant"`` and bilinear interpolation, applied as one resampling (Keras
+            applies two, each blurring once and each zeroing what falls outside). Shift and zoom scale each axis
             separately, so the resampling is ``Ry @ image @ Rx.T`` with per-image bilinear matrices: batched
-            matrix products, fast on every backend and device (Keras' affine transform is a gather that ran
-            at 94 images/s on JAX on an H200)."""
+            matrix products, fast on every backend and device (with Keras' layers, whose affine transform on JAX is
+            a gather, training ran at 94 images/s on an H200)."""
 
             def __init__(self, shift: float = 0.05, zoom: float = 0.05, seed: int | None = None, **kwargs):
                 super().__init__(**kwargs)
@@ -222,7 +224,8 @@ def _shift_zoom_layer():
                 """Input position sampled by each output pixel: zoom about the centre, then shift."""
                 centre = (size - 1) / 2.0
                 out = ops.arange(size, dtype="float32")[None, :]
-                zoom, shift = ops.reshape(ops.cast(zoom, "float32"), (-1, 1)), ops.reshape(ops.cast(shift, "float32"), (-1, 1))
+                zoom = ops.reshape(ops.cast(zoom, "float32"), (-1, 1))
+                shift = ops.reshape(ops.cast(shift, "float32"), (-1, 1))
                 return (out - centre) * zoom + centre - shift * size
 
             def compute_output_shape(self, input_shape):
