@@ -6,6 +6,15 @@ from cryptomed.models import CNNConfig, TrainConfig, configure_backend, balanced
 configure_backend(None, 2)
 
 
+def _square_task(n: int):
+    """(n, 16, 16, 1) noisy images, class 1 with a bright square: a task a small CNN learns in a few epochs."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(60, 20, (n, 16, 16, 1)).astype("float32")
+    x[y == 1, 4:12, 4:12] += 120  # bright square = class 1
+    return x, y
+
+
 def test_cnn_has_the_papers_building_blocks():
     from cryptomed.models import build_cnn
 
@@ -20,10 +29,7 @@ def test_cnn_has_the_papers_building_blocks():
 def test_training_learns_a_separable_task_and_saves(tmp_path):
     from cryptomed.models import load_model, predict_proba, save_model, train
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200)
-    x = rng.normal(60, 20, (200, 16, 16, 1)).astype("float32")
-    x[y == 1, 4:12, 4:12] += 120  # bright square = class 1
+    x, y = _square_task(200)
     cfg = TrainConfig(epochs=6, batch_size=32, patience=6, seed=1,
                       model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=16, augment=False))
     model, history, info = train(x[:160], y[:160], x[160:], y[160:], 2, cfg, verbose=0)
@@ -49,10 +55,7 @@ def test_unknown_backend_is_rejected(monkeypatch):
 def test_cosine_recipe_with_label_smoothing_ema_strong_augmentation_and_strided_stem_learns(tmp_path):
     from cryptomed.models import build_cnn, predict_proba, train, train_config
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 240)
-    x = rng.normal(60, 20, (240, 16, 16, 1)).astype("float32")
-    x[y == 1, 4:12, 4:12] += 120
+    x, y = _square_task(240)
     params = {"epochs": 8, "batch_size": 32, "learning_rate": 3e-3, "patience": 2, "class_weight": "balanced",
               "seed": 1, "backend": "tensorflow", "schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
               "weight_decay": 1e-4, "label_smoothing": 0.1, "ema": 0.9,
@@ -167,10 +170,7 @@ def test_shift_zoom_is_identity_at_inference_and_with_zero_ranges_and_moves_imag
 def test_matmul_augmentation_trains_saves_and_is_configured(tmp_path):
     from cryptomed.models import build_cnn, load_model, predict_proba, save_model, train, train_config
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 160)
-    x = rng.normal(60, 20, (160, 16, 16, 1)).astype("float32")
-    x[y == 1, 4:12, 4:12] += 120
+    x, y = _square_task(160)
     params = {"epochs": 5, "batch_size": 32, "learning_rate": 3e-3, "patience": 5, "class_weight": "balanced",
               "seed": 1, "model": {"filters": [8, 16], "convs_per_block": 1, "dense_units": 16, "dropout": 0.1,
                                    "block_dropout": 0.0, "augment": True, "bn_momentum": 0.9,

@@ -212,25 +212,33 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
         assert times["ensemble"]["decrypt"] == times["aes_cnn"]["decrypt"]
 
 
+def _raw_without_test(wd, dataset: str, raw):
+    """A copy of the run's downloaded tar of ``dataset`` under ``raw``, without the test split's source files (a
+    benchmark that runs on it never reads a test image)."""
+    import tarfile
+
+    import pandas as pd
+
+    manifest = pd.read_csv(wd / f"data/preprocessed/{dataset}/split_manifest.csv", dtype={"id": str})
+    test_files = set(manifest.loc[manifest["split"] == "test", "source_path"])
+    assert test_files
+    (raw / dataset).mkdir(parents=True)
+    with tarfile.open(wd / f"data/raw/{dataset}/images.tar") as src, \
+            tarfile.open(raw / dataset / "images.tar", "w") as dst:
+        for member in src:
+            if member.name not in test_files:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+
+
 def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
     """benchmarks/tune_native_input.py on the run's chest X-ray (arrays upsampled in the test config): it reuses the
     cached upsampled features, computes the source images' own, writes rows for both and prints the verdict; it
     runs on a tar without the test images (it never decodes them); a feature file of source images is refused as
     the upsampled arm."""
-    import tarfile
-
     import pandas as pd
 
     wd, _ = run
-    manifest = pd.read_csv(wd / "data/preprocessed/chest_xray/split_manifest.csv", dtype={"id": str})
-    test_files = set(manifest.loc[manifest["split"] == "test", "source_path"])
-    assert test_files
-    (tmp_path / "raw/chest_xray").mkdir(parents=True)
-    with tarfile.open(wd / "data/raw/chest_xray/images.tar") as src, \
-            tarfile.open(tmp_path / "raw/chest_xray/images.tar", "w") as dst:
-        for member in src:
-            if member.name not in test_files:
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    _raw_without_test(wd, "chest_xray", tmp_path / "raw")
     script = REPO / "benchmarks/tune_native_input.py"
     common = [sys.executable, str(script), "--config", "config.yaml", "config/test.yaml", "--limit", "40",
               "--out", str(tmp_path), "--weights", "results/pretrained/efficientnet_lite0_imagenet.weights.h5"]
@@ -251,19 +259,10 @@ def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
 def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_images(run, tmp_path):
     """benchmarks/tune_finetune.py on the run's brain MRI (source images in the test config), on a tar without the
     test images: rows for the frozen head (each C) and the fine-tuned top, and the rule's verdict."""
-    import tarfile
-
     import pandas as pd
 
     wd, _ = run
-    manifest = pd.read_csv(wd / "data/preprocessed/brain_mri/split_manifest.csv", dtype={"id": str})
-    test_files = set(manifest.loc[manifest["split"] == "test", "source_path"])
-    (tmp_path / "raw/brain_mri").mkdir(parents=True)
-    with tarfile.open(wd / "data/raw/brain_mri/images.tar") as src, \
-            tarfile.open(tmp_path / "raw/brain_mri/images.tar", "w") as dst:
-        for member in src:
-            if member.name not in test_files:
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    _raw_without_test(wd, "brain_mri", tmp_path / "raw")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
                            "config/test.yaml", "--epochs", "1", "--out", str(tmp_path),
                            "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
