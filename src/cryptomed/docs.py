@@ -740,18 +740,32 @@ def tuning_native(res: Results, arg: str | None) -> str:
 FINETUNE_BUDGET_S = 9 * 60  # between the last full run (31.0 min) and the 40-minute budget (docs/tuning.md)
 
 
-def tuning_finetune(res: Results, arg: str | None) -> str:
-    """Fine-tuning the transfer backbone's top (``results/tuning/finetune.csv``, benchmarks/tune_finetune.py): the
-    frozen head at every C and the fine-tuned top, on validation, and the rule's verdict per dataset (lower loss than
-    the frozen head at its C of lowest loss, accuracy not lower, and the adopted datasets' training within
-    ``FINETUNE_BUDGET_S`` together)."""
-    frame = res.csv("tuning/finetune.csv")
-    rows, passed = [], {}
+def finetune_decisions(frame: pd.DataFrame) -> dict:
+    """The fine-tuning rule (docs/tuning.md) on ``results/tuning/finetune.csv``'s rows: per dataset (the frozen
+    head's row at its C of lowest validation loss, the fine-tuned row, adopted, training seconds of the passing
+    datasets when over ``FINETUNE_BUDGET_S`` else None). Fine-tuning passes if its loss is lower and its accuracy
+    not lower; the passing datasets are adopted if their training fits the budget together."""
+    passed = {}
     for ds, part in frame.groupby("dataset", sort=False):
         frozen, tuned = part[part["arm"] == "frozen"], part[part["arm"] == "finetune"]
         if frozen.empty or tuned.empty:
             raise DocsError(f"results/tuning/finetune.csv: {ds} needs frozen and finetune rows")
         best, ft = frozen.loc[frozen["val_loss"].idxmin()], tuned.iloc[0]
+        passed[ds] = (best, ft, bool(ft["val_loss"] < best["val_loss"] and ft["val_accuracy"] >= best["val_accuracy"]))
+    seconds = sum(ft["train_seconds"] for _, ft, ok in passed.values() if ok)
+    over = seconds if seconds > FINETUNE_BUDGET_S else None
+    return {ds: (best, ft, ok and over is None, over if ok else None) for ds, (best, ft, ok) in passed.items()}
+
+
+def tuning_finetune(res: Results, arg: str | None) -> str:
+    """Fine-tuning the transfer backbone's top (``results/tuning/finetune.csv``, benchmarks/tune_finetune.py): the
+    frozen head at every C and the fine-tuned top, on validation, and the rule's verdict per dataset
+    (:func:`finetune_decisions`)."""
+    frame = res.csv("tuning/finetune.csv")
+    decisions = finetune_decisions(frame)
+    rows = []
+    for ds, part in frame.groupby("dataset", sort=False):
+        best, ft = decisions[ds][:2]
         for _, r in part.iterrows():
             mark = "**" if r.name in (best.name, ft.name) else ""
             how = (f"C = {float(r['C']):g}" if r["arm"] == "frozen" else
@@ -759,14 +773,12 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
             rows.append([ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]),
                          f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}",
                          str(r["device"])])
-        passed[ds] = (best, ft, bool(ft["val_loss"] < best["val_loss"] and ft["val_accuracy"] >= best["val_accuracy"]))
-    seconds = sum(ft["train_seconds"] for _, ft, ok in passed.values() if ok)
     verdicts = [f"- {ds}: validation loss {f3(best['val_loss'])} (frozen) → {f3(ft['val_loss'])} (fine-tuned), "
                 f"accuracy {f3(best['val_accuracy'])} → {f3(ft['val_accuracy'])}: **"
-                + ("adopted" if ok and seconds <= FINETUNE_BUDGET_S else "not adopted") + "**"
-                + (f" (training {fint(round(seconds))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
-                   if ok and seconds > FINETUNE_BUDGET_S else "") + "."
-                for ds, (best, ft, ok) in passed.items()]
+                + ("adopted" if adopted else "not adopted") + "**"
+                + (f" (training {fint(round(over))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
+                   if over is not None else "") + "."
+                for ds, (best, ft, adopted, over) in decisions.items()]
     lines = _table(["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
                     "machine"], rows, "|---|---:|---|---|---:|---:|---:|---:|---|")
     lines += ["", "By the rule (the frozen head at its C of lowest loss; both compared rows in bold):", ""] + verdicts

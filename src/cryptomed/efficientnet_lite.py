@@ -411,19 +411,28 @@ def load_model(weights: str | Path, image_size: int = IMAGE_SIZE, include_top: b
         return model
     import keras
 
-    ends, names = stage_ends(), [layer.name for layer in model.layers]
+    return keras.Model(model.input, tap_output(model, taps), name="efficientnet_lite0_features")
+
+
+def stage_output(model, stage: int):
+    """The symbolic output of stage ``stage``'s last MBConv block in ``model`` (from :func:`build_model`)."""
+    prefix = f"block{stage_ends()[f'stage{stage}']}_"
+    return [layer for layer in model.layers if layer.name.startswith(prefix)][-1].output
+
+
+def tap_output(model, taps: tuple[str, ...]):
+    """The pooled activations of ``taps`` in ``model`` (from :func:`build_model`), concatenated in order."""
+    import keras
+
     outputs = []
     for tap in taps:
         if tap == "head":
             outputs.append(model.get_layer("avg_pool").output)
-        elif tap in ends:
-            prefix = f"block{ends[tap]}_"
-            last = [n for n in names if n.startswith(prefix)][-1]
-            outputs.append(keras.layers.GlobalAveragePooling2D(name=f"{tap}_pool")(model.get_layer(last).output))
+        elif tap in stage_ends():
+            outputs.append(keras.layers.GlobalAveragePooling2D(name=f"{tap}_pool")(stage_output(model, int(tap[5:]))))
         else:
             raise ValueError(f"unknown EfficientNet-Lite0 feature tap {tap!r}: use head or stage1..stage{len(BLOCKS)}")
-    out = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="taps")(outputs)
-    return keras.Model(model.input, out, name="efficientnet_lite0_features")
+    return outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="taps")(outputs)
 
 
 def tap_width(taps: tuple[str, ...]) -> int:
