@@ -47,6 +47,9 @@ CANDIDATES = {
     "J_stride2_long": {"model.stem_stride": 2, "epochs": 40, "patience": 6},
     # J with the strong augmentation (rotation, zoom, shift, contrast, brightness): aimed at an acquisition shift
     "K_J_strong": {"model.stem_stride": 2, "epochs": 40, "patience": 6, "model.augment": "strong"},
+    # J with the width zoomed independently of the height (1 +- 0.2): the chest X-ray mirror's films were squashed
+    # to squares from originals of every aspect ratio
+    "L_J_aspect": {"model.stem_stride": 2, "epochs": 40, "patience": 6, "model.aspect_jitter": 0.2},
 }
 
 

@@ -88,6 +88,10 @@ class CNNConfig:
     # matrix products (ShiftZoom; Keras resamples twice: slightly more blur, a slightly wider zero border). With
     # Keras' layers, training ran 68x slower than without augmentation on JAX on an H200.
     augment_impl: str = "keras"
+    # With basic augmentation: the width is zoomed independently of the height, by a factor in 1 +- aspect_jitter
+    # (0: one zoom for both axes). Aimed at the chest X-ray mirror's squashed films: every original, whatever its
+    # aspect ratio, was resized to a square (docs/tuning.md).
+    aspect_jitter: float = 0.0
     # Keras' default 0.99 left the moving statistics far from the batch statistics after the few
     # hundred steps a small medical data set gives: validation predictions collapsed to one class.
     bn_momentum: float = 0.9
@@ -139,11 +143,16 @@ def build_cnn(input_shape: tuple[int, int, int], n_classes: int, cfg: CNNConfig 
     if cfg.augment_impl == "matmul" and augment == "strong":
         raise ValueError("model.augment_impl: matmul implements the basic augmentation (shift and zoom) only; "
                          "augment: strong rotates, which needs augment_impl: keras")
+    if not 0.0 <= cfg.aspect_jitter < 1.0:
+        raise ValueError(f"model.aspect_jitter must be in [0, 1), got {cfg.aspect_jitter!r}")
+    if cfg.aspect_jitter and augment != "basic":
+        raise ValueError(f"model.aspect_jitter needs augment: basic, got augment: {augment}")
+    width_zoom = cfg.aspect_jitter or None  # None: the width takes the height's zoom
     if augment == "basic" and cfg.augment_impl == "matmul":
-        x = _shift_zoom_layer()(0.05, 0.05, name="shift_zoom")(x)
+        x = _shift_zoom_layer()(0.05, 0.05, width_zoom=width_zoom, name="shift_zoom")(x)
     elif augment == "basic":  # active only during training
         x = layers.RandomTranslation(0.05, 0.05, fill_mode="constant")(x)
-        x = layers.RandomZoom(0.05, fill_mode="constant")(x)
+        x = layers.RandomZoom(0.05, width_zoom, fill_mode="constant")(x)
     elif augment == "strong":
         x = layers.RandomRotation(0.03, fill_mode="constant")(x)  # +-11 degrees
         x = layers.RandomTranslation(0.08, 0.08, fill_mode="constant")(x)
@@ -197,25 +206,31 @@ def _shift_zoom_layer():
             matrix products, fast on every backend and device (with Keras' layers, whose affine transform on JAX is
             a gather, training ran at 94 images/s on an H200)."""
 
-            def __init__(self, shift: float = 0.05, zoom: float = 0.05, seed: int | None = None, **kwargs):
+            def __init__(self, shift: float = 0.05, zoom: float = 0.05, seed: int | None = None,
+                         width_zoom: float | None = None, **kwargs):
                 super().__init__(**kwargs)
                 self.shift, self.zoom, self.seed = float(shift), float(zoom), seed
+                self.width_zoom = None if width_zoom is None else float(width_zoom)  # None: the height's zoom
                 self.seed_generator = keras.random.SeedGenerator(seed)
 
             def call(self, x, training=None):
                 if not training:
                     return x
-                draws = keras.random.uniform((ops.shape(x)[0], 3), -1.0, 1.0, seed=self.seed_generator)
-                return self.resample(x, 1.0 + self.zoom * draws[:, 0], self.shift * draws[:, 1],
-                                     self.shift * draws[:, 2])
+                n = 3 if self.width_zoom is None else 4
+                draws = keras.random.uniform((ops.shape(x)[0], n), -1.0, 1.0, seed=self.seed_generator)
+                zoom = 1.0 + self.zoom * draws[:, 0]
+                zoom_cols = zoom if self.width_zoom is None else 1.0 + self.width_zoom * draws[:, 3]
+                return self.resample(x, zoom, self.shift * draws[:, 1], self.shift * draws[:, 2], zoom_cols)
 
             @staticmethod
-            def resample(x, zoom, shift_rows, shift_cols):
-                """Zoom each image by ``zoom`` (> 1: out, < 1: in) about its centre, then shift it down by
-                ``shift_rows`` and right by ``shift_cols`` (fractions of the side): per-image (batch,) values."""
+            def resample(x, zoom, shift_rows, shift_cols, zoom_cols=None):
+                """Zoom each image by ``zoom`` (> 1: out, < 1: in) about its centre (its width by ``zoom_cols``
+                where given), then shift it down by ``shift_rows`` and right by ``shift_cols`` (fractions of the
+                side): per-image (batch,) values."""
                 height, width = x.shape[1], x.shape[2]
+                zoom_cols = zoom if zoom_cols is None else zoom_cols
                 ry = _interpolation_matrices(ShiftZoom._positions(height, zoom, shift_rows), height)
-                rx = _interpolation_matrices(ShiftZoom._positions(width, zoom, shift_cols), width)
+                rx = _interpolation_matrices(ShiftZoom._positions(width, zoom_cols, shift_cols), width)
                 x = ops.einsum("bij,bjwc->biwc", ry, x)
                 return ops.einsum("bkw,biwc->bikc", rx, x)
 
@@ -232,7 +247,8 @@ def _shift_zoom_layer():
                 return input_shape
 
             def get_config(self):
-                return {**super().get_config(), "shift": self.shift, "zoom": self.zoom, "seed": self.seed}
+                return {**super().get_config(), "shift": self.shift, "zoom": self.zoom, "seed": self.seed,
+                        "width_zoom": self.width_zoom}
 
         _SHIFT_ZOOM = ShiftZoom
     return _SHIFT_ZOOM
