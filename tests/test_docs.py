@@ -254,3 +254,29 @@ def test_subgroups_block_counts_the_errors_of_thin_groups(tmp_path):
     text = docs.subgroups(docs.Results(tmp_path), "d")
     assert "| b | y | 50 | 10 | 40 | 0.600 |" in text
     assert "hold 20 of the proposed CNN's 30 test errors, on 50 of the 150 test images." in text
+
+
+def test_the_aspect_verdict_follows_the_rule_on_the_common_seeds(tmp_path):
+    """tuning-aspect: the candidate against the default recipe, means over their common seeds; adopted only if the
+    mean loss is lower, the mean accuracy not lower and the mean training time at most 1.5 times the default's."""
+    (tmp_path / "tuning/aspect").mkdir(parents=True)
+
+    def verdict(rows):
+        frame = pd.DataFrame([{"dataset": "chest_xray", "image_size": 64, "candidate": cand, "seed": seed,
+                               "val_accuracy": acc, "val_balanced_accuracy": acc, "val_roc_auc": 0.9, "val_loss": loss,
+                               "epochs_run": 5, "train_seconds": secs, "images_per_second": 100, "device": "cpu"}
+                              for cand, seed, acc, loss, secs in rows])
+        frame.to_csv(tmp_path / "tuning/aspect/tuning.csv", index=False)
+        return docs.tuning_aspect(docs.Results(tmp_path), None)
+
+    base = [("J_stride2_long", 42, 0.90, 0.30, 100.0), ("J_stride2_long", 43, 0.92, 0.20, 100.0)]
+    assert "**adopted**" in verdict(base + [("L_J_aspect", 42, 0.91, 0.25, 120.0), ("L_J_aspect", 43, 0.91, 0.20, 120.0)])
+    assert "**not adopted**" in verdict(base + [("L_J_aspect", 42, 0.89, 0.10, 100.0),  # lower loss, lower accuracy
+                                                ("L_J_aspect", 43, 0.92, 0.10, 100.0)])
+    assert "**not adopted**" in verdict(base + [("L_J_aspect", 42, 0.95, 0.10, 160.0),  # over 1.5x the time
+                                                ("L_J_aspect", 43, 0.95, 0.10, 160.0)])
+    # a seed only one arm has is left out of both means
+    assert "**adopted**" in verdict(base + [("L_J_aspect", 42, 0.91, 0.25, 100.0), ("L_J_aspect", 43, 0.91, 0.20, 100.0),
+                                            ("L_J_aspect", 44, 0.10, 9.00, 999.0)])
+    with pytest.raises(docs.DocsError, match="two common seeds"):
+        verdict(base[:1] + [("L_J_aspect", 42, 0.91, 0.25, 100.0)])

@@ -189,6 +189,63 @@ def test_matmul_augmentation_trains_saves_and_is_configured(tmp_path):
         build_cnn((16, 16, 1), 2, CNNConfig(augment_impl="gather"))
 
 
+def _box_extents(images):
+    """Width and height of a centred bright box in each image (pixels above half brightness on the middle row and
+    column)."""
+    images = np.asarray(images)[..., 0]
+    mid = images.shape[1] // 2
+    return (images[:, mid, :] > 0.5).sum(1), (images[:, :, mid] > 0.5).sum(1)
+
+
+@pytest.mark.parametrize("impl", ["keras", "matmul"])
+def test_aspect_jitter_zooms_the_width_independently_of_the_height(impl):
+    """model.aspect_jitter: the width is zoomed by up to +-20%, the height by the basic +-5% only, independently;
+    without it both axes take one zoom. Only in training."""
+    import keras
+
+    from cryptomed.models import build_cnn
+
+    x = np.zeros((256, 64, 64, 1), "float32")
+    x[:, 16:48, 16:48] = 255.0
+    keras.utils.set_random_seed(0)
+    for jitter in (0.2, 0.0):
+        model = build_cnn((64, 64, 1), 2, CNNConfig(filters=(4,), convs_per_block=1, dense_units=4,
+                                                    augment_impl=impl, aspect_jitter=jitter))
+        first_conv = model.layers.index(model.get_layer("block1_conv1"))
+        augment = keras.Sequential(model.layers[1:first_conv])  # rescaling and the augmentation layers
+        width, height = _box_extents(augment(x, training=True))
+        if jitter:
+            assert width.max() - width.min() >= 10  # 32 px wide, zoomed by up to 20%: about 27 to 40
+            assert height.max() - height.min() <= 6  # the basic +-5% zoom: about 30 to 34
+            assert abs(np.corrcoef(width, height)[0, 1]) < 0.3
+        else:
+            assert width.max() - width.min() <= 6 and np.corrcoef(width, height)[0, 1] > 0.5
+        np.testing.assert_array_equal(np.asarray(augment(x, training=False)), x / 255.0)
+
+
+def test_shift_zoom_width_zoom_equals_keras_affine_transform_and_aspect_jitter_is_checked():
+    import keras
+
+    from cryptomed.models import _shift_zoom_layer, build_cnn
+
+    x = _blob_images()
+    zoom, zoom_cols, dy, dx = (np.array([1.05, 0.95, 1.0]), np.array([0.8, 1.2, 1.1]), np.array([0.05, -0.03, 0.0]),
+                               np.array([-0.04, 0.02, 0.1]))
+    ours = np.asarray(_shift_zoom_layer().resample(x, zoom, dy, dx, zoom_cols))
+    h, w = x.shape[1:3]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    transform = np.stack([zoom_cols, 0 * zoom, cx * (1 - zoom_cols) - dx * w, 0 * zoom, zoom, cy * (1 - zoom) - dy * h,
+                          0 * zoom, 0 * zoom], axis=1).astype("float32")
+    reference = np.asarray(keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
+                                                            fill_mode="constant", fill_value=0))
+    np.testing.assert_allclose(ours, reference, atol=1e-3)
+    assert _shift_zoom_layer()(0.05, 0.05, width_zoom=0.2).get_config()["width_zoom"] == 0.2
+    with pytest.raises(ValueError, match="aspect_jitter must be in"):
+        build_cnn((16, 16, 1), 2, CNNConfig(aspect_jitter=1.5))
+    with pytest.raises(ValueError, match="aspect_jitter needs augment: basic"):
+        build_cnn((16, 16, 1), 2, CNNConfig(augment="strong", aspect_jitter=0.2))
+
+
 def test_augment_speed_benchmark_runs_and_prints_the_three_implementations():
     import subprocess
     import sys
@@ -201,3 +258,30 @@ def test_augment_speed_benchmark_runs_and_prints_the_three_implementations():
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("none", "keras", "matmul", "matmul / keras"):
         assert f"{name}:" in proc.stdout
+
+
+def test_threads_requested_after_tensorflow_started_warn_instead_of_failing():
+    """One process running several stages (pytest without xdist): TensorFlow's thread pools are fixed once its
+    runtime has started, so a second configure_backend with another thread count warns and keeps them."""
+    import subprocess
+    import sys
+
+    code = """
+import warnings
+from cryptomed.models import configure_backend
+configure_backend("tensorflow", threads=1)
+import tensorflow as tf
+tf.constant(1.0) + 1.0  # the runtime starts
+with warnings.catch_warnings(record=True) as same:
+    warnings.simplefilter("always")
+    configure_backend("tensorflow", threads=1)
+with warnings.catch_warnings(record=True) as other:
+    warnings.simplefilter("always")
+    configure_backend("tensorflow", threads=2)
+assert not [w for w in same if issubclass(w.category, RuntimeWarning)], same
+assert any("keeping 1" in str(w.message) for w in other), [str(w.message) for w in other]
+assert tf.config.threading.get_intra_op_parallelism_threads() == 1
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

@@ -785,6 +785,40 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+ASPECT_RULE = ("J_stride2_long", "L_J_aspect", 1.5)  # (default recipe, candidate, most training time, x default)
+
+
+def aspect_decision(frame: pd.DataFrame) -> dict:
+    """The aspect-ratio jitter rule (docs/tuning.md) on ``results/tuning/aspect/tuning.csv``: per candidate the
+    means over its seeds (chest X-ray) and whether the candidate is adopted: lower mean validation loss, mean
+    accuracy not lower, mean training time at most 1.5 times the default's, over the same seeds."""
+    base, cand, most = ASPECT_RULE
+    chest = frame[frame["dataset"] == "chest_xray"]
+    seeds = sorted(set(chest.loc[chest["candidate"] == base, "seed"]) & set(chest.loc[chest["candidate"] == cand, "seed"]))
+    if len(seeds) < 2:
+        raise DocsError(f"results/tuning/aspect/tuning.csv: {base} and {cand} need at least two common seeds")
+    means = {name: chest[(chest["candidate"] == name) & chest["seed"].isin(seeds)][
+        ["val_accuracy", "val_loss", "train_seconds"]].mean() for name in (base, cand)}
+    adopted = bool(means[cand]["val_loss"] < means[base]["val_loss"]
+                   and means[cand]["val_accuracy"] >= means[base]["val_accuracy"]
+                   and means[cand]["train_seconds"] <= most * means[base]["train_seconds"])
+    return {"seeds": seeds, "means": means, "adopted": adopted}
+
+
+def tuning_aspect(res: Results, arg: str | None) -> str:
+    """Aspect-ratio jitter on chest X-ray (``results/tuning/aspect/tuning.csv``): every run and the rule's verdict
+    (:func:`aspect_decision`)."""
+    decision = aspect_decision(res.csv("tuning/aspect/tuning.csv"))
+    base, cand, _ = ASPECT_RULE
+    b, c = decision["means"][base], decision["means"][cand]
+    seeds = " and ".join(str(int(s)) for s in decision["seeds"])
+    return (tuning(res, "aspect") + f"\nBy the rule (means over seeds {seeds}): validation loss {f3(b['val_loss'])} "
+            f"(`{base}`) → {f3(c['val_loss'])} (`{cand}`), accuracy {f3(b['val_accuracy'])} → "
+            f"{f3(c['val_accuracy'])}, training {fint(round(b['train_seconds']))} s → "
+            f"{fint(round(c['train_seconds']))} s: **" + ("adopted" if decision["adopted"] else "not adopted")
+            + "**.\n")
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -826,6 +860,7 @@ GENERATORS = {
     "tuning-adapt": tuning_adapt,
     "tuning-native": tuning_native,
     "tuning-finetune": tuning_finetune,
+    "tuning-aspect": tuning_aspect,
     "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,

@@ -41,8 +41,19 @@ def configure_backend(backend: str | None = None, threads: int | None = None, de
         if chosen == "tensorflow":
             import tensorflow as tf
 
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+            wanted = (threads, min(2, threads))
+            current = (tf.config.threading.get_intra_op_parallelism_threads(),
+                       tf.config.threading.get_inter_op_parallelism_threads())
+            if current != wanted:
+                try:
+                    tf.config.threading.set_intra_op_parallelism_threads(wanted[0])
+                    tf.config.threading.set_inter_op_parallelism_threads(wanted[1])
+                except RuntimeError:  # TensorFlow's runtime already started in this process (e.g. one pytest
+                    # process running several stages): its thread pools are fixed, so keep them and say so
+                    import warnings
+
+                    warnings.warn(f"TensorFlow is already initialised with {current[0]} intra-op threads; "
+                                  f"{threads} requested: keeping {current[0]}", RuntimeWarning, stacklevel=2)
         elif chosen == "torch":
             import torch
 
