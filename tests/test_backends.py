@@ -32,6 +32,14 @@ m2, _, _ = train(x[:32], y[:32], x[64:], y[64:], 2, matmul, verbose=0)  # the GP
 save_model(m2, sys.argv[2] + ".matmul.keras")
 assert np.allclose(predict_proba(m2, x[64:])[0], predict_proba(load_model(sys.argv[2] + ".matmul.keras"), x[64:])[0],
                    atol=1e-5), "save/load changed the matmul model's predictions"
+from cryptomed import efficientnet_lite
+from cryptomed.transfer import build_finetune_model, finetune
+efficientnet_lite.convert(sys.argv[2] + ".efficientnet.weights.h5")  # the GPU configurations fine-tune it
+tuned = build_finetune_model(sys.argv[2] + ".efficientnet.weights.h5", 32, 2, from_stage=6)
+xs = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+_, tuned_info = finetune(tuned, xs[:32], y[:32], xs[64:80], y[64:80], 2,
+                         {"seed": 0, "learning_rate": 1e-3, "patience": 1, "epochs": 1, "batch_size": 16})
+assert tuned_info["epochs_run"] == 1 and np.allclose(tuned.predict(xs[64:80], verbose=0).sum(1), 1, atol=1e-4)
 print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
 """
 

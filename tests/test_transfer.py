@@ -114,3 +114,48 @@ def test_efficientnet_features_of_grayscale_images(tmp_path):
     assert np.allclose(multi[:, :40], expected, atol=1e-4)
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 feature tap 'stage9'"):
         efficientnet_features(str(weights), imgs[:1], 64, taps=("stage9",))
+
+
+def test_finetune_model_trains_only_the_top_stages_with_imagenet_weights_and_frozen_batch_norm(tmp_path):
+    """build_finetune_model: ImageNet weights in, stages from_stage..7 and the head convolution trainable, every
+    batch norm and every earlier layer frozen; grey images in [0, 255] scaled as the features are (so the untrained
+    backbone gives the frozen features); shift and zoom only in training; fine-tuning moves only the trainable
+    weights and keeps the batch-norm statistics."""
+    import keras
+
+    from cryptomed import efficientnet_lite as E
+    from cryptomed.transfer import build_finetune_model, efficientnet_features, finetune
+
+    try:
+        E.package_weights_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    weights = tmp_path / "e.weights.h5"
+    E.convert(weights)
+    model = build_finetune_model(str(weights), 64, 2, from_stage=6)
+    backbone = model.get_layer("efficientnet_lite0")
+    trainable = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    first = E.stage_ends()["stage5"] + 1
+    expected = {layer.name for layer in backbone.layers if layer.weights
+                and not isinstance(layer, keras.layers.BatchNormalization)
+                and (layer.name.startswith("head_") or (layer.name.startswith("block")
+                                                        and int(layer.name.split("_")[0][5:]) >= first))}
+    assert trainable == expected and "head_conv" in trainable and f"block{first}_expand_conv" in trainable
+    assert f"block{first - 1}_project_conv" not in trainable and "stem_conv" not in trainable
+    imgs = np.random.default_rng(0).integers(0, 256, (12, 64, 64), dtype=np.uint8)
+    x = imgs[..., None].astype("float32")
+    pooled = keras.Model(model.input, model.get_layer("top_dropout").input)  # inference: no augmentation
+    frozen, _ = efficientnet_features(str(weights), imgs, 64, batch_size=4)
+    np.testing.assert_allclose(np.asarray(pooled.predict(x, verbose=0)), frozen, rtol=1e-4, atol=1e-4)
+    before = {w.path: np.asarray(w) for w in model.weights}
+    _, info = finetune(model, x[:8], np.arange(8) % 2, x[8:], np.arange(4) % 2, 2,
+                       {"seed": 0, "learning_rate": 1e-3, "patience": 1, "epochs": 1, "batch_size": 4})
+    assert info["epochs_run"] == 1 and info["trainable_parameters"] == sum(int(np.prod(w.shape))
+                                                                            for w in model.trainable_weights)
+    moved = {w.path for w in model.weights if not np.array_equal(np.asarray(w), before[w.path])}
+    assert moved and moved <= {w.path for w in model.trainable_weights} | {
+        w.path for w in model.non_trainable_weights if "seed_generator" in w.path}
+    probs = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="from_stage must be 1..7"):
+        build_finetune_model(str(weights), 64, 2, from_stage=8)

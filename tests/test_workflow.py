@@ -20,8 +20,8 @@ from workflow_helpers import planned_jobs, snakemake
 pytestmark = pytest.mark.e2e
 
 RULES = ("download", "preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical",
-         "baseline_he_linear", "convert_efficientnet", "transfer_features", "baseline_efficientnet_transfer",
-         "baseline_ensemble", "compare_baselines", "plot_results")
+         "baseline_he_linear", "convert_efficientnet", "transfer_features", "finetune_efficientnet",
+         "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results")
 METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn", "aes_classical", "he_linear", "efficientnet_lite0_transfer",
            "ensemble")
 CNN_METHODS = ("aes_cnn", "plain_cnn", "shallow_cnn")
@@ -50,7 +50,8 @@ def test_every_artefact_is_written(run):
     # EfficientNet features computed from it (transfer_features reads the plaintext, as the other plaintext baselines)
     assert sorted(p.relative_to(wd).as_posix() for p in wd.rglob("*.npz")) == [
         "data/preprocessed/brain_mri/images.npz", "data/preprocessed/chest_xray/images.npz",
-        "results/brain_mri/features/efficientnet_lite0.npz", "results/chest_xray/features/efficientnet_lite0.npz"]
+        "results/brain_mri/features/efficientnet_lite0.npz", "results/chest_xray/features/efficientnet_lite0.npz",
+        "results/chest_xray/features/efficientnet_lite0_finetuned.npz"]  # probabilities of the fine-tuned network
     for rule in RULES:  # one file per job in a folder per rule, or one file for a rule without wildcards
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")) or (wd / f"results/benchmarks/{rule}.tsv").is_file(), rule
         assert list((wd / "logs" / rule).glob("*.log")) or (wd / f"logs/{rule}.log").is_file(), rule
@@ -186,6 +187,22 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
             again, _ = efficientnet_features(str(wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5"),
                                              images, 64, taps=tuple(transfer["taps"]))
             np.testing.assert_allclose(again, feats, rtol=1e-4, atol=1e-4)
+        # fine-tuned on chest X-ray only (config/test.yaml): kept or not by validation loss, both losses recorded
+        assert ("finetune" in transfer) == (ds == "chest_xray")
+        if ds == "chest_xray":
+            ft = transfer["finetune"]
+            assert ft["chosen"] == ("fine_tuned" if ft["validation_loss_fine_tuned"] < ft["validation_loss_frozen_head"]
+                                    else "frozen_head")
+            assert ft["from_stage"] == 6 and 1 <= ft["best_epoch"] <= ft["epochs_run"] <= 2
+            assert transfer["backbone_frozen"] == (ft["chosen"] == "frozen_head")
+            with np.load(wd / f"results/{ds}/features/efficientnet_lite0_finetuned.npz") as tuned:
+                assert set(tuned["splits"]) == {"val", "test"}  # no probabilities of training images
+                test = tuned["splits"] == "test"
+                tuned_test = dict(zip(tuned["ids"][test], tuned["probabilities"][test]))
+            pred = pd.read_csv(wd / f"results/{ds}/predictions/efficientnet_lite0_transfer.csv", dtype={"id": str})
+            ours = np.stack([tuned_test[i] for i in pred["id"]])
+            written = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy()
+            assert np.allclose(written, ours, atol=1e-9) == (ft["chosen"] == "fine_tuned")
         assert (wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5").is_file()
         table = (wd / f"results/{ds}/comparison.md").read_text()  # ResNet50 has no ImageNet weights here: said so
         assert "Transfer learning: ResNet50 — not run: no ImageNet weights" in table
@@ -325,21 +342,21 @@ def test_nothing_to_do_after_a_complete_run(run):
     ("train:\n  epochs: 3\n", {"train", "evaluate", "baseline_ensemble", "compare_baselines", "plot_results", "all"}),
     ("preprocess:\n  image_size: 24\n",
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "transfer_features", "finetune_efficientnet", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
     ("preprocess:\n  near_copy_threshold: 0.1\n",  # leakage policy: preprocess onward, nothing before it
      {"preprocess", "encrypt", "decrypt", "train", "evaluate", "baseline_aes_classical", "baseline_he_linear",
-      "transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "transfer_features", "finetune_efficientnet", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
     ("evaluate:\n  bootstrap_resamples: 50\n",
      {"evaluate", "baseline_aes_classical", "baseline_he_linear", "baseline_efficientnet_transfer", "baseline_ensemble",
       "compare_baselines", "plot_results", "all"}),
     ("baselines:\n  he_linear:\n    input_size: 4\n", {"baseline_he_linear", "compare_baselines", "plot_results", "all"}),
-    ("baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size: 48\n",
+    ("baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size: 48\n",  # brain MRI's: not fine-tuned
      {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      native_input: [brain_mri, chest_xray]\n",
-     {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+     {"transfer_features", "finetune_efficientnet", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      C: [0.1]\n",
      {"baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results", "all"}),
@@ -360,6 +377,22 @@ def test_native_input_reruns_only_the_dataset_it_changes(run, native, dataset):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert planned_jobs(proc)["transfer_features"] == 1
     assert f"results/{dataset}/features/efficientnet_lite0.npz" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("finetune,jobs,dataset", [
+    ("{datasets: [chest_xray, brain_mri]}", 1, "brain_mri"),  # a dataset added: only it is fine-tuned
+    ("{epochs: 3}", 1, "chest_xray"),  # the recipe changed: the fine-tuned dataset again
+    ("{datasets: []}", 0, "chest_xray"),  # none: the chest X-ray baseline goes back to its frozen head
+])
+def test_finetune_reruns_only_the_dataset_it_changes(run, finetune, jobs, dataset):
+    wd, _ = run
+    (wd / "config/change.yaml").write_text(f"baselines:\n  transfer:\n    efficientnet_lite0:\n      finetune: {finetune}\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned = planned_jobs(proc)
+    assert planned.get("finetune_efficientnet", 0) == jobs and planned["baseline_efficientnet_transfer"] == 1
+    assert f"results/{dataset}/metrics/efficientnet_lite0_transfer.json" in proc.stdout + proc.stderr
+    assert "transfer_features" not in planned
 
 
 @contextlib.contextmanager

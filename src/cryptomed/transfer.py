@@ -171,24 +171,29 @@ def train_head(f_train, y_train, f_val, y_val, n_classes: int, cfg: dict, seed: 
 # --------------------------------------------------------------------------- EfficientNet-Lite0 (ImageNet, offline)
 
 
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w) uint8 images resized to ``size`` px (bilinear); unchanged if they are that size already."""
+    from PIL import Image
+
+    if images.shape[1:] == (size, size):
+        return images
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
+                     for im in images])
+
+
 def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_size: int = 64, chunk: int = 512,
                           taps: tuple[str, ...] = ("head",)) -> tuple[np.ndarray, float]:
     """Pooled ImageNet features of (N, h, w) uint8 grayscale images, upsampled to ``size`` px (bilinear), repeated
     to 3 channels and scaled as the weights expect; also the seconds the network took (excluding resizing and a
     warm-up batch).  ``taps``: which layers' pooled activations are concatenated (see
     :func:`cryptomed.efficientnet_lite.load_model`).  Works through the images in chunks so memory stays small."""
-    from PIL import Image
-
     from .efficientnet_lite import load_model, preprocess_input, tap_width
 
     taps = tuple(taps)
     model = load_model(weights, image_size=size, include_top=False, taps=taps)
 
     def prepare(batch):
-        if batch.shape[1:] != (size, size):
-            batch = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
-                              for im in batch])
-        return preprocess_input(np.repeat(batch[..., None], 3, axis=-1))
+        return preprocess_input(np.repeat(resize_images(batch, size)[..., None], 3, axis=-1))
 
     out = np.empty((len(images), tap_width(taps)), dtype=np.float32)
     model.predict(prepare(images[:min(len(images), batch_size)]), batch_size=batch_size, verbose=0)
@@ -220,3 +225,56 @@ def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0):
         if best is None or scores[float(c)] > scores[best[0]]:
             best = (float(c), model)
     return best[1], best[0], scores
+
+
+def build_finetune_model(weights: str, size: int, n_classes: int, from_stage: int = 6, dropout: float = 0.3):
+    """EfficientNet-Lite0 with ImageNet weights for fine-tuning on (size, size, 1) grayscale images in [0, 255]:
+    random shift and zoom (+-5%, training only; the matmul resampling, fast on every backend), the grey values
+    repeated to 3 channels and scaled as the weights expect, the backbone with stages ``from_stage``..7 and the head
+    convolution trainable (earlier layers frozen, every batch norm frozen in inference mode: ImageNet statistics on
+    a few thousand images), then dropout and a new softmax layer. Returns an uncompiled Keras model."""
+    import keras
+
+    from .efficientnet_lite import BLOCKS, MEAN, STD, load_model, stage_ends
+    from .models import _shift_zoom_layer
+
+    if not 1 <= from_stage <= len(BLOCKS):
+        raise ValueError(f"fine-tuning from_stage must be 1..{len(BLOCKS)}, got {from_stage}")
+    full = load_model(weights, image_size=size)
+    backbone = keras.Model(full.input, full.get_layer("avg_pool").output, name="efficientnet_lite0")
+    first = stage_ends()[f"stage{from_stage - 1}"] + 1 if from_stage > 1 else 0
+    for layer in backbone.layers:
+        block = layer.name.split("_")[0]
+        trainable = layer.name.startswith("head_") or (block.startswith("block") and int(block[5:]) >= first)
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    inputs = keras.Input((size, size, 1), name="image")
+    x = _shift_zoom_layer()(0.05, 0.05, name="shift_zoom")(inputs)
+    x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
+    x = keras.layers.Rescaling(1.0 / STD, offset=-MEAN / STD, name="imagenet_scale")(x)
+    x = keras.layers.Dropout(dropout, name="top_dropout")(backbone(x))
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="efficientnet_lite0_finetuned")
+
+
+def finetune(model, x_train, y_train, x_val, y_val, n_classes: int, cfg: dict):
+    """Train ``model`` (from :func:`build_finetune_model`): Adam, class-balanced weights, early stopping on the
+    validation loss with the best weights restored. Returns (history, info)."""
+    import keras
+
+    from .models import balanced_class_weight
+
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    model.compile(keras.optimizers.Adam(float(cfg["learning_rate"])), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False if keras.backend.backend() == "tensorflow" else "auto")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(cfg["patience"]), restore_best_weights=True)
+    t0 = time.perf_counter()
+    hist = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=int(cfg["epochs"]),
+                     batch_size=int(cfg["batch_size"]), shuffle=True, callbacks=[stop, _epoch_logger(cfg["epochs"])],
+                     class_weight=balanced_class_weight(y_train, n_classes), verbose=0)
+    seconds = time.perf_counter() - t0
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    losses = history["val_loss"]
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    return history, {"epochs_run": len(losses), "best_epoch": int(np.argmin(losses)) + 1,
+                     "val_loss": float(min(losses)), "train_seconds": seconds, "trainable_parameters": trainable,
+                     "train_images_per_second": len(x_train) * len(losses) / max(seconds, 1e-9)}

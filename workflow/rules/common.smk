@@ -67,6 +67,8 @@ check_dataset_names("baselines.transfer.efficientnet_lite0.image_size_by_dataset
                     TRANSFER["efficientnet_lite0"].get("image_size_by_dataset") or {})
 check_dataset_names("baselines.transfer.efficientnet_lite0.native_input",
                     TRANSFER["efficientnet_lite0"].get("native_input") or [])
+check_dataset_names("baselines.transfer.efficientnet_lite0.finetune.datasets",
+                    TRANSFER["efficientnet_lite0"]["finetune"]["datasets"])
 check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
 check_dataset_names("preprocess.test_like_validation", config["preprocess"]["test_like_validation"])
 check_dataset_names("evaluate.adapt_batchnorm", config["evaluate"]["adapt_batchnorm"])
@@ -222,6 +224,20 @@ def transfer_feature_inputs(wildcards):
     if efficientnet_feature_params(wildcards)["native_input"]:
         inputs.update(tar=f"data/raw/{wildcards.dataset}/images.tar",
                       manifest=f"data/preprocessed/{wildcards.dataset}/split_manifest.csv")
+    return inputs
+
+
+def finetune_params(wildcards):
+    """The fine-tuning recipe (its dataset list left out: one dataset's entry never reruns another)."""
+    return {k: v for k, v in TRANSFER["efficientnet_lite0"]["finetune"].items() if k != "datasets"}
+
+
+def efficientnet_transfer_inputs(wildcards):
+    """The cached frozen features; for datasets fine-tuned too, the fine-tuned network's probabilities."""
+    inputs = {"features": f"results/{wildcards.dataset}/features/efficientnet_lite0.npz"}
+    if wildcards.dataset in TRANSFER["efficientnet_lite0"]["finetune"]["datasets"]:
+        inputs.update(finetuned=f"results/{wildcards.dataset}/features/efficientnet_lite0_finetuned.npz",
+                      finetuned_info=f"results/{wildcards.dataset}/training/efficientnet_lite0_finetune.json")
     return inputs
 
 

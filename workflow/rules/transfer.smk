@@ -45,9 +45,35 @@ rule transfer_features:
         "../scripts/transfer_features.py"
 
 
+rule finetune_efficientnet:
+    # Datasets in finetune.datasets only (GPU configurations): the top stages fine-tuned from ImageNet, with
+    # augmentation, on the same images as the features; validation and test probabilities out.
+    input:
+        unpack(transfer_feature_inputs),
+    output:
+        probabilities="results/{dataset}/features/efficientnet_lite0_finetuned.npz",
+        info="results/{dataset}/training/efficientnet_lite0_finetune.json",
+    params:
+        efficientnet=efficientnet_feature_params,
+        finetune=finetune_params,
+        backend=config["train"]["backend"],
+        deterministic=config["train"].get("deterministic", False),
+    threads: MAX_TRAIN_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/finetune_efficientnet/{dataset}.log",
+    benchmark:
+        "results/benchmarks/finetune_efficientnet/{dataset}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/finetune_efficientnet.py"
+
+
 rule baseline_efficientnet_transfer:
     input:
-        features="results/{dataset}/features/efficientnet_lite0.npz",
+        unpack(efficientnet_transfer_inputs),
     output:
         metrics="results/{dataset}/metrics/efficientnet_lite0_transfer.json",
         csv="results/{dataset}/metrics/efficientnet_lite0_transfer.csv",
