@@ -31,22 +31,35 @@ case "$step" in
     brain_mri) data=.gpudata2 ;;
     *) echo "unknown step $step: install, chest_xray or brain_mri" >&2; exit 2 ;;
 esac
+if ! "$PY" -c "import snakemake, keras, Crypto, jsonschema, tenseal" 2>/dev/null; then
+    echo "the packages are not installed: run 'gpu_device.sh install' first (carry .whl; .gpusite is lost once the" \
+         "machine is given back)" >&2
+    exit 3
+fi
+[[ -d "$data" ]] || { echo "no $data: carry it (benchmarks/gpu_bundle.py data $step $data)" >&2; exit 3; }
 for packed in "$data"/*/*.tar.xz; do   # the brain MRI tar travels compressed
     [[ -e "$packed" ]] && xz -d -T0 "$packed"
 done
 export DATA_MIRROR="$PWD/$data"
 log="$OUT/${step}_run.log"
+# whatever happens, one archive of what the run wrote (no cached features or models: they are large, and files over
+# 16 MiB do not come back) -- at most 3 files per step under $OUT (the limit is 8)
+archive() { tar czf "$OUT/${step}_results.tgz" --exclude='*/features/*' --exclude='*/models/*' "results/$step" \
+            logs results/benchmarks 2>/dev/null; ls -la "$OUT"; }
+trap archive EXIT
+rc=0
 {
     echo "== $(date -u +%FT%TZ) $step on: $(nvidia-smi -L 2>/dev/null | head -1)"
     if [[ -z "${GPU_CONFIG:-}" ]]; then   # the augmentation's speed on this card first (docs/scaling.md)
-        timeout 120 "$PY" benchmarks/augment_speed.py --size 224 --batch 32 --steps 100
+        timeout 90 "$PY" benchmarks/augment_speed.py --size 224 --batch 32 --steps 100
     fi
     targets=()
     for m in aes_cnn efficientnet_lite0_transfer ensemble; do targets+=("results/$step/metrics/$m.json"); done
-    timeout "${GPU_TIMEOUT:-480}" "$PY" -m snakemake --profile profiles/gpu --scheduler greedy --cores all \
+    # a command may run 600 s: 90 + 420 leaves time to decompress and archive
+    timeout "${GPU_TIMEOUT:-420}" "$PY" -m snakemake --profile profiles/gpu --scheduler greedy --cores all \
         "${targets[@]}" --configfile "${GPU_CONFIG:-config/gpu224.yaml}"
-    echo "== snakemake exit $? at $(date -u +%FT%TZ)"
+    rc=$?
+    echo "== snakemake exit $rc at $(date -u +%FT%TZ)"
 } > "$log" 2>&1
 tail -n 25 "$log"
-tar czf "$OUT/${step}_results.tgz" "results/$step" logs results/benchmarks 2>/dev/null
-ls -la "$OUT"
+exit "$rc"

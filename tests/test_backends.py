@@ -36,9 +36,15 @@ from cryptomed import efficientnet_lite
 from cryptomed.transfer import build_finetune_model, finetune
 efficientnet_lite.convert(sys.argv[2] + ".efficientnet.weights.h5")  # the GPU configurations fine-tune it
 tuned = build_finetune_model(sys.argv[2] + ".efficientnet.weights.h5", 32, 2, from_stage=6)
+backbone = tuned.get_layer("efficientnet_lite0")
+watch = {name: [np.array(w) for w in backbone.get_layer(name).weights]  # frozen: a conv below stage 6 and the batch
+         for name in ("block10_project_conv", "block12_dw_bn", "block12_expand_conv")}  # norms; trained: stage 6
 xs = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
 _, tuned_info = finetune(tuned, xs[:32], y[:32], xs[64:80], y[64:80], 2,
                          {"seed": 0, "learning_rate": 1e-3, "patience": 1, "epochs": 1, "batch_size": 16})
+after = {name: [np.array(w) for w in backbone.get_layer(name).weights] for name in watch}
+same = {name: all(np.array_equal(a, b) for a, b in zip(watch[name], after[name])) for name in watch}
+assert same == {"block10_project_conv": True, "block12_dw_bn": True, "block12_expand_conv": False}, same
 assert tuned_info["epochs_run"] == 1 and np.allclose(tuned.predict(xs[64:80], verbose=0).sum(1), 1, atol=1e-4)
 print("OK", info["backend"], float((p.argmax(1) == y[64:]).mean()))
 """

@@ -275,8 +275,8 @@ def test_the_aspect_verdict_follows_the_rule_on_the_common_seeds(tmp_path):
                                                 ("L_J_aspect", 43, 0.92, 0.10, 100.0)])
     assert "**not adopted**" in verdict(base + [("L_J_aspect", 42, 0.95, 0.10, 160.0),  # over 1.5x the time
                                                 ("L_J_aspect", 43, 0.95, 0.10, 160.0)])
-    # a seed only one arm has is left out of both means
+    # only the rule's seeds (42 and 43) count: another seed is left out of both means
     assert "**adopted**" in verdict(base + [("L_J_aspect", 42, 0.91, 0.25, 100.0), ("L_J_aspect", 43, 0.91, 0.20, 100.0),
                                             ("L_J_aspect", 44, 0.10, 9.00, 999.0)])
-    with pytest.raises(docs.DocsError, match="two common seeds"):
-        verdict(base[:1] + [("L_J_aspect", 42, 0.91, 0.25, 100.0)])
+    with pytest.raises(docs.DocsError, match=r"J_stride2_long lacks seed\(s\) \[43\]"):
+        verdict(base[:1] + [("L_J_aspect", 42, 0.91, 0.25, 100.0), ("L_J_aspect", 43, 0.91, 0.25, 100.0)])

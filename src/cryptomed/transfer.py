@@ -207,10 +207,11 @@ def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_siz
     return out, seconds
 
 
-def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0):
+def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0, details: dict | None = None):
     """Standardised features -> logistic regression (balanced classes); C by validation balanced accuracy.
 
-    Returns (fitted pipeline, chosen C, {C: validation balanced accuracy})."""
+    Returns (fitted pipeline, chosen C, {C: validation balanced accuracy}); ``details``, if given, is filled with
+    each C's validation log loss and accuracy (``{C: {"loss": ..., "accuracy": ...}}``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
@@ -221,18 +222,24 @@ def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
                                                                    random_state=seed)).fit(f_train, y_train)
         scores[float(c)] = float(balanced_accuracy_score(y_val, model.predict(f_val)))
+        if details is not None:
+            probs = model.predict_proba(f_val)
+            details[float(c)] = {"loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-7, 1)))),
+                                 "accuracy": float(np.mean(probs.argmax(axis=1) == y_val))}
         log.info("  logistic regression C=%g: validation balanced accuracy %.4f", c, scores[float(c)])
         if best is None or scores[float(c)] > scores[best[0]]:
             best = (float(c), model)
     return best[1], best[0], scores
 
 
-def build_finetune_model(weights: str, size: int, n_classes: int, from_stage: int = 6, dropout: float = 0.3):
+def build_finetune_model(weights: str, size: int, n_classes: int, from_stage: int = 6, dropout: float = 0.3,
+                         seed: int = 0):
     """EfficientNet-Lite0 with ImageNet weights for fine-tuning on (size, size, 1) grayscale images in [0, 255]:
     random shift and zoom (+-5%, training only; the matmul resampling, fast on every backend), the grey values
     repeated to 3 channels and scaled as the weights expect, the backbone with stages ``from_stage``..7 and the head
     convolution trainable (earlier layers frozen, every batch norm frozen in inference mode: ImageNet statistics on
-    a few thousand images), then dropout and a new softmax layer. Returns an uncompiled Keras model."""
+    a few thousand images), then dropout and a new softmax layer, its weights and the augmentation's and dropout's
+    random streams drawn after seeding with ``seed``. Returns an uncompiled Keras model."""
     import keras
 
     from .efficientnet_lite import BLOCKS, MEAN, STD, load_model, stage_ends
@@ -240,6 +247,7 @@ def build_finetune_model(weights: str, size: int, n_classes: int, from_stage: in
 
     if not 1 <= from_stage <= len(BLOCKS):
         raise ValueError(f"fine-tuning from_stage must be 1..{len(BLOCKS)}, got {from_stage}")
+    keras.utils.set_random_seed(int(seed))
     full = load_model(weights, image_size=size)
     backbone = keras.Model(full.input, full.get_layer("avg_pool").output, name="efficientnet_lite0")
     first = stage_ends()[f"stage{from_stage - 1}"] + 1 if from_stage > 1 else 0

@@ -232,6 +232,12 @@ def finetune_params(wildcards):
     return {k: v for k, v in TRANSFER["efficientnet_lite0"]["finetune"].items() if k != "datasets"}
 
 
+def finetune_input_params(wildcards):
+    """The images fine-tuning reads: the features' input settings without their taps and batch size (a change of
+    the frozen features' layers never reruns the fine-tuning)."""
+    return {k: v for k, v in efficientnet_feature_params(wildcards).items() if k not in ("taps", "batch_size")}
+
+
 def efficientnet_transfer_inputs(wildcards):
     """The cached frozen features; for datasets fine-tuned too, the fine-tuned network's probabilities."""
     inputs = {"features": f"results/{wildcards.dataset}/features/efficientnet_lite0.npz"}

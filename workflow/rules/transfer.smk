@@ -54,7 +54,7 @@ rule finetune_efficientnet:
         probabilities="results/{dataset}/features/efficientnet_lite0_finetuned.npz",
         info="results/{dataset}/training/efficientnet_lite0_finetune.json",
     params:
-        efficientnet=efficientnet_feature_params,
+        efficientnet=finetune_input_params,
         finetune=finetune_params,
         backend=config["train"]["backend"],
         deterministic=config["train"].get("deterministic", False),
