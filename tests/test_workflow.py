@@ -291,6 +291,17 @@ def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_imag
     assert sorted(set(rows["arm"])) == ["finetune", "frozen"] and set(rows["C"].dropna()) == {0.01, 1.0}
     assert (rows["val_images"] > 0).all() and rows["val_loss"].notna().all()
     assert re.search(r"^brain_mri: validation loss .*: (not )?adopted$", proc.stdout, re.M), proc.stdout[-2000:]
+    # --arm images: the pipeline's own fine-tuning (the GPU configurations' recipe) against the same frozen head
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
+                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path), "--arm", "images",
+                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
+                          cwd=wd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    images = pd.read_csv(tmp_path / "finetune_images.csv")
+    assert sorted(set(images["arm"])) == ["finetune_images", "frozen"] and (images["epochs_run"] <= 1).all()
+    assert "from_stage=6" in images["recipe"].dropna().iloc[0]
+    assert re.search(r"^brain_mri: validation loss .*: (not )?adopted$", proc.stdout, re.M), proc.stdout[-2000:]
+    assert "over the budget" not in proc.stdout  # the pipeline's choice has no time condition
 
 
 def test_key_material_never_leaves_the_key_file(run):

@@ -740,11 +740,12 @@ def tuning_native(res: Results, arg: str | None) -> str:
 FINETUNE_BUDGET_S = 9 * 60  # between the last full run (31.0 min) and the 40-minute budget (docs/tuning.md)
 
 
-def finetune_decisions(frame: pd.DataFrame) -> dict:
+def finetune_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
     """The fine-tuning rule (docs/tuning.md) on ``results/tuning/finetune.csv``'s rows: per dataset (the frozen
     head's row at its C of lowest validation loss, the fine-tuned row, adopted, training seconds of the passing
     datasets when over ``FINETUNE_BUDGET_S`` else None). Fine-tuning passes if its loss is lower and its accuracy
-    not lower; the passing datasets are adopted if their training fits the budget together."""
+    not lower; the passing datasets are adopted if their training fits the budget together (``budget_s``; None: no
+    time condition, as the pipeline's choice in the GPU configurations)."""
     passed = {}
     for ds, part in frame.groupby("dataset", sort=False):
         frozen, tuned = part[part["arm"] == "frozen"], part[part["arm"] == "finetune"]
@@ -753,16 +754,20 @@ def finetune_decisions(frame: pd.DataFrame) -> dict:
         best, ft = frozen.loc[frozen["val_loss"].idxmin()], tuned.iloc[0]
         passed[ds] = (best, ft, bool(ft["val_loss"] < best["val_loss"] and ft["val_accuracy"] >= best["val_accuracy"]))
     seconds = sum(ft["train_seconds"] for _, ft, ok in passed.values() if ok)
-    over = seconds if seconds > FINETUNE_BUDGET_S else None
+    over = seconds if budget_s is not None and seconds > budget_s else None
     return {ds: (best, ft, ok and over is None, over if ok else None) for ds, (best, ft, ok) in passed.items()}
 
 
 def tuning_finetune(res: Results, arg: str | None) -> str:
     """Fine-tuning the transfer backbone's top (``results/tuning/finetune.csv``, benchmarks/tune_finetune.py): the
     frozen head at every C and the fine-tuned top, on validation, and the rule's verdict per dataset
-    (:func:`finetune_decisions`)."""
-    frame = res.csv("tuning/finetune.csv")
-    decisions = finetune_decisions(frame)
+    (:func:`finetune_decisions`). ``tuning-finetune:images`` (``results/tuning/finetune_images.csv``): the GPU
+    configurations' fine-tuning on the images instead, judged as the pipeline judges it (no time condition)."""
+    images = arg == "images"
+    frame = res.csv("tuning/finetune_images.csv" if images else "tuning/finetune.csv")
+    if images:
+        frame = frame.assign(arm=frame["arm"].replace({"finetune_images": "finetune"}))
+    decisions = finetune_decisions(frame, None if images else FINETUNE_BUDGET_S)
     rows = []
     for ds, part in frame.groupby("dataset", sort=False):
         best, ft = decisions[ds][:2]
@@ -775,13 +780,16 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
                          str(r["device"])])
     verdicts = [f"- {ds}: validation loss {f3(best['val_loss'])} (frozen) → {f3(ft['val_loss'])} (fine-tuned), "
                 f"accuracy {f3(best['val_accuracy'])} → {f3(ft['val_accuracy'])}: **"
-                + ("adopted" if adopted else "not adopted") + "**"
+                + ({True: "kept", False: "not kept"} if images else {True: "adopted", False: "not adopted"})[adopted]
+                + "**"
                 + (f" (training {fint(round(over))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
                    if over is not None else "") + "."
                 for ds, (best, ft, adopted, over) in decisions.items()]
     lines = _table(["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
                     "machine"], rows, "|---|---:|---|---|---:|---:|---:|---:|---|")
-    lines += ["", "By the rule (the frozen head at its C of lowest loss; both compared rows in bold):", ""] + verdicts
+    lines += ["", "By the rule (the frozen head at its C of lowest loss; both compared rows in bold)"
+              + (", as the pipeline applies it to the fine-tuned network (no time condition):" if images else ":"),
+              ""] + verdicts
     return "\n".join(lines) + "\n"
 
 
