@@ -97,7 +97,7 @@ def verdict(frame, datasets, budget: bool = True) -> list[str]:
     return [f"{dataset}: validation loss {fr['val_loss']:.3f} (frozen, C={fr['C']:g}) -> {ft['val_loss']:.3f} "
             f"(fine-tuned, {int(ft['epochs_run'])} epochs, best {int(ft['best_epoch'])}, {ft['train_seconds']:.0f} s), "
             f"accuracy {fr['val_accuracy']:.3f} -> {ft['val_accuracy']:.3f}: "
-            + ("adopted" if adopted else "not adopted")
+            + (("adopted" if adopted else "not adopted") if budget else ("kept" if adopted else "not kept"))
             + (f" (training {over:.0f} s together, over the budget)" if over is not None else "")
             for dataset, (fr, ft, adopted, over) in decisions.items() if dataset in datasets]
 
