@@ -66,7 +66,7 @@ def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
     import keras
 
     from cryptomed.efficientnet_lite import build_top
-    from cryptomed.models import balanced_class_weight
+    from cryptomed.models import balanced_class_weight, predict_proba
 
     keras.utils.set_random_seed(recipe["seed"])
     top = build_top(full, AFTER_STAGE, maps_tr.shape[1:])
@@ -83,7 +83,7 @@ def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
                      class_weight=balanced_class_weight(y_tr, n_classes))
     seconds = time.perf_counter() - t0
     losses = hist.history["val_loss"]
-    probs = np.asarray(model.predict(maps_va.astype("float32"), batch_size=256, verbose=0), np.float64)
+    probs, _ = predict_proba(model, maps_va.astype("float32"))
     probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
     return probs, len(losses), int(np.argmin(losses)) + 1, seconds
 
@@ -183,13 +183,14 @@ def finetune_images(weights, images, labels, tr, va, size: int, n_classes: int, 
     """The pipeline's fine-tuning (cryptomed.transfer) on the train images, early stopping on validation: its row."""
     import keras
 
+    from cryptomed.models import predict_proba
     from cryptomed.transfer import build_finetune_model, finetune as finetune_model
 
     x = images[..., None].astype("float32")
     model = build_finetune_model(str(weights), size, n_classes, int(recipe["from_stage"]), float(recipe["dropout"]),
                                  int(recipe["seed"]))
     _, info = finetune_model(model, x[tr], labels[tr], x[va], labels[va], n_classes, recipe)
-    probs = np.asarray(model.predict(x[va], batch_size=int(recipe["batch_size"]), verbose=0), np.float64)
+    probs, _ = predict_proba(model, x[va], int(recipe["batch_size"]))
     probs /= probs.sum(axis=1, keepdims=True)
     keras.backend.clear_session()
     return {"arm": "finetune_images", **score(labels[va], probs), "epochs_run": info["epochs_run"],

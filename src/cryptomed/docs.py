@@ -743,16 +743,19 @@ FINETUNE_BUDGET_S = 9 * 60  # between the last full run (31.0 min) and the 40-mi
 def finetune_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
     """The fine-tuning rule (docs/tuning.md) on ``results/tuning/finetune.csv``'s rows: per dataset (the frozen
     head's row at its C of lowest validation loss, the fine-tuned row, adopted, training seconds of the passing
-    datasets when over ``FINETUNE_BUDGET_S`` else None). Fine-tuning passes if its loss is lower and its accuracy
-    not lower; the passing datasets are adopted if their training fits the budget together (``budget_s``; None: no
+    datasets when over ``budget_s`` else None). Fine-tuning passes by :func:`cryptomed.transfer.finetune_kept`; the
+    passing datasets are adopted if their training fits the budget together (``budget_s``; None: no
     time condition, as the pipeline's choice in the GPU configurations)."""
+    from .transfer import finetune_kept
+
     passed = {}
     for ds, part in frame.groupby("dataset", sort=False):
         frozen, tuned = part[part["arm"] == "frozen"], part[part["arm"] == "finetune"]
         if frozen.empty or tuned.empty:
             raise DocsError(f"results/tuning/finetune.csv: {ds} needs frozen and finetune rows")
         best, ft = frozen.loc[frozen["val_loss"].idxmin()], tuned.iloc[0]
-        passed[ds] = (best, ft, bool(ft["val_loss"] < best["val_loss"] and ft["val_accuracy"] >= best["val_accuracy"]))
+        passed[ds] = (best, ft, finetune_kept(best["val_loss"], best["val_accuracy"], ft["val_loss"],
+                                              ft["val_accuracy"]))
     seconds = sum(ft["train_seconds"] for _, ft, ok in passed.values() if ok)
     over = seconds if budget_s is not None and seconds > budget_s else None
     return {ds: (best, ft, ok and over is None, over if ok else None) for ds, (best, ft, ok) in passed.items()}

@@ -15,6 +15,11 @@ from sklearn.metrics import roc_auc_score
 HEADLINE = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 
 
+def mean_log_loss(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (probabilities clipped at 1e-7)."""
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-7, 1.0))))
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix: rows are true classes, columns predicted classes."""
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)

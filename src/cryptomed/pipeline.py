@@ -240,7 +240,9 @@ def train_stage(smk) -> None:
 
     val_probs, _ = predict_proba(model, x_va)
     info["val_accuracy"] = float((val_probs.argmax(1) == y_va).mean())
-    info["val_loss"] = float(-np.mean(np.log(np.clip(val_probs[np.arange(len(y_va)), y_va], 1e-7, 1))))
+    from .metrics import mean_log_loss
+
+    info["val_loss"] = mean_log_loss(y_va, val_probs)
     from .provenance import provenance
 
     info["provenance"] = provenance(_threads(smk), backend, deterministic)
@@ -583,13 +585,14 @@ def _transfer_images(smk, cfg: dict, arrays: dict):
 def efficientnet_finetune_stage(smk) -> None:
     """EfficientNet-Lite0 fine-tuned from ImageNet (the top stages, with shift and zoom augmentation) on the training
     split, early stopping on validation: class probabilities of the validation and test images. The transfer
-    baseline then keeps it or its frozen head, whichever has the lower validation loss."""
+    baseline then keeps it or its frozen head by the fine-tuning rule (:func:`_choose_finetuned`)."""
     cfg, ft = dict(smk.params.efficientnet), dict(smk.params.finetune)
     from .models import configure_backend
 
     backend = configure_backend(smk.params.backend, _threads(smk), bool(smk.params.deterministic))
     from .data import load_arrays
     from .files import atomic_path, write_json
+    from .models import predict_proba
     from .provenance import provenance
     from .transfer import build_finetune_model, finetune, resize_images
 
@@ -606,10 +609,8 @@ def efficientnet_finetune_stage(smk) -> None:
              smk.wildcards.dataset, ft["from_stage"], tr.sum(), source, va.sum(), backend)
     history, info = finetune(model, x[tr], y[tr], x[va], y[va], n_classes, ft)
     keep = va | te
-    model.predict(x[keep][:8], verbose=0)  # compiled before timing
-    t0 = time.perf_counter()
-    probs = np.asarray(model.predict(x[keep], batch_size=int(ft["batch_size"]), verbose=0), dtype=np.float64)
-    per_image = (time.perf_counter() - t0) / max(1, int(keep.sum()))
+    probs, seconds = predict_proba(model, x[keep], int(ft["batch_size"]))
+    per_image = seconds / max(1, int(keep.sum()))
     probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
     with atomic_path(smk.output.probabilities) as tmp:
         with open(tmp, "wb") as f:
@@ -701,10 +702,6 @@ def efficientnet_transfer_stage(smk) -> None:
                   timing, note, {"transfer": transfer, "comparison_note": comparison})
 
 
-def _log_loss(y, probs) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-
-
 def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
     """The fine-tuned network (``smk.input.finetuned``, its ``finetuned_info``) against the frozen head by the
     fine-tuning rule of docs/tuning.md (cryptomed.docs.finetune_decisions, without its CPU time budget): kept if its
@@ -714,6 +711,8 @@ def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
     import json
 
     from . import CryptomedError
+    from .metrics import mean_log_loss
+    from .transfer import finetune_kept
 
     with np.load(smk.input.finetuned, allow_pickle=False) as npz:
         ft = {k: npz[k] for k in npz.files}
@@ -728,11 +727,11 @@ def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
         raise CryptomedError(f"{smk.input.finetuned}: {len(wrong)} validation labels differ from the features', "
                              f"first: record {wrong[0]} (rerun finetune_efficientnet)")
     ft_val = ft["probabilities"][val_rows]
-    tuned_loss = _log_loss(y_val, ft_val)
+    tuned_loss = mean_log_loss(y_val, ft_val)
     tuned_acc = float(np.mean(ft_val.argmax(axis=1) == y_val))
     best_c = min(per_c, key=lambda c: per_c[c]["loss"])
     frozen = per_c[best_c]
-    use = tuned_loss < frozen["loss"] and tuned_acc >= frozen["accuracy"]
+    use = finetune_kept(frozen["loss"], frozen["accuracy"], tuned_loss, tuned_acc)
     log.info("validation: frozen head (C=%g, lowest loss) loss %.4f accuracy %.4f; fine-tuned loss %.4f accuracy "
              "%.4f: %s", best_c, frozen["loss"], frozen["accuracy"], tuned_loss, tuned_acc,
              "fine-tuned kept" if use else "frozen head kept")

@@ -223,13 +223,21 @@ def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0, det
                                                                    random_state=seed)).fit(f_train, y_train)
         scores[float(c)] = float(balanced_accuracy_score(y_val, model.predict(f_val)))
         if details is not None:
+            from .metrics import mean_log_loss
+
             probs = model.predict_proba(f_val)
-            details[float(c)] = {"loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-7, 1)))),
+            details[float(c)] = {"loss": mean_log_loss(y_val, probs),
                                  "accuracy": float(np.mean(probs.argmax(axis=1) == y_val))}
         log.info("  logistic regression C=%g: validation balanced accuracy %.4f", c, scores[float(c)])
         if best is None or scores[float(c)] > scores[best[0]]:
             best = (float(c), model)
     return best[1], best[0], scores
+
+
+def finetune_kept(frozen_loss: float, frozen_accuracy: float, tuned_loss: float, tuned_accuracy: float) -> bool:
+    """The fine-tuning rule (docs/tuning.md): the fine-tuned network beats the frozen head at that head's C of lowest
+    validation loss if its validation loss is lower and its validation accuracy not lower."""
+    return bool(tuned_loss < frozen_loss and tuned_accuracy >= frozen_accuracy)
 
 
 def build_finetune_model(weights: str, size: int, n_classes: int, from_stage: int = 6, dropout: float = 0.3,
