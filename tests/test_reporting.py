@@ -76,3 +76,12 @@ def test_provenance_names_cpu_flags_versions_backend_and_threads():
     assert p["threads"] == 2 and p["backend"] == "tensorflow"
     assert p["versions"]["numpy"] and p["versions"]["keras"] and p["cpu"]["machine"]
     assert isinstance(p["cpu"]["flags"], list)
+
+
+def test_provenance_records_tensorflow_threads_in_effect_when_a_request_was_not_honoured():
+    tf = pytest.importorskip("tensorflow")
+    from cryptomed.provenance import provenance
+
+    current = tf.config.threading.get_intra_op_parallelism_threads()  # fixed once TensorFlow has run
+    assert provenance(current + 3, "tensorflow")["threads_in_effect"] == current
+    assert "threads_in_effect" not in provenance(current or None, "tensorflow")

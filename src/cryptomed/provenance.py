@@ -58,5 +58,11 @@ def provenance(threads: int | None = None, backend: str | None = None, determini
         torch = sys.modules["torch"]
         out["devices"] = [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else ["cpu"]
     elif backend == "tensorflow" and "tensorflow" in sys.modules:
-        out["devices"] = [d.name for d in sys.modules["tensorflow"].config.list_logical_devices()]
+        tf = sys.modules["tensorflow"]
+        out["devices"] = [d.name for d in tf.config.list_logical_devices()]
+        # TensorFlow's thread pools are fixed at its first use: a later request is not honoured
+        # (models.configure_backend warns), so record what it runs with when that differs (0 = its default)
+        in_effect = tf.config.threading.get_intra_op_parallelism_threads()
+        if threads and in_effect != threads:
+            out["threads_in_effect"] = in_effect
     return out
