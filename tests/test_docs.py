@@ -280,3 +280,33 @@ def test_the_aspect_verdict_follows_the_rule_on_the_common_seeds(tmp_path):
                                             ("L_J_aspect", 44, 0.10, 9.00, 999.0)])
     with pytest.raises(docs.DocsError, match=r"J_stride2_long lacks seed\(s\) \[43\]"):
         verdict(base[:1] + [("L_J_aspect", 42, 0.91, 0.25, 100.0), ("L_J_aspect", 43, 0.91, 0.25, 100.0)])
+
+
+def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path):
+    """finetune-cpu: the config/finetune.yaml run's transfer and ensemble rows beside the default run's, the rule's
+    record, and McNemar between the runs' transfer predictions (matched by id, in any order)."""
+    root = tmp_path / "results"
+    for run in ("chest_xray", "finetune_cpu/chest_xray"):
+        for rel in ("metrics", "predictions"):
+            shutil.copytree(REPO / "results/chest_xray" / rel, root / run / rel)
+    record = {"chosen": "fine_tuned", "epochs_run": 9, "best_epoch": 5, "train_seconds": 1234.4,
+              "frozen_head_C_lowest_loss": 0.1, "validation_loss_frozen_head": 0.2, "validation_loss_fine_tuned": 0.1,
+              "validation_accuracy_frozen_head": 0.9, "validation_accuracy_fine_tuned": 0.95}
+    path = root / "finetune_cpu/chest_xray/metrics/efficientnet_lite0_transfer.json"
+    metrics = json.loads(path.read_text())
+    metrics["transfer"]["finetune"] = record
+    path.write_text(json.dumps(metrics))
+    (root / "finetune_cpu/chest_xray/training").mkdir()
+    (root / "finetune_cpu/chest_xray/training/efficientnet_lite0_finetune.json").write_text(json.dumps(
+        {"provenance": {"cpu": {"logical_cpus": 2, "model_name": "AMD EPYC"}, "backend": "tensorflow", "threads": 2}}))
+    preds = root / "finetune_cpu/chest_xray/predictions/efficientnet_lite0_transfer.csv"
+    frame = pd.read_csv(preds, dtype={"id": str})
+    right = frame.index[frame["predicted"] == frame["label"]][:3]
+    frame.loc[right, "predicted"] = 1 - frame.loc[right, "label"]  # three images the default got right, now wrong
+    frame.iloc[::-1].to_csv(preds, index=False)  # another order: matched by id
+    text = docs.finetune_cpu(docs.Results(root), None)
+    assert "9 epochs (best 5) in 1,234 s" in text and "**fine-tuned network kept**" in text
+    assert "2-core AMD EPYC CPU, tensorflow, 2 threads" in text
+    assert "(3 / 0)" in text  # only the default run right on three images, only this run on none
+    with pytest.raises(docs.DocsError, match="holds no dataset"):
+        docs.finetune_cpu(docs.Results(tmp_path / "empty"), None)

@@ -833,6 +833,59 @@ def tuning_aspect(res: Results, arg: str | None) -> str:
             + "**.\n")
 
 
+def _machine(prov: dict) -> str:
+    """"2-core AMD EPYC CPU, tensorflow, 2 threads" from a metrics file's provenance."""
+    cpu = prov.get("cpu") or {}
+    return (f"{cpu.get('logical_cpus', '?')}-core {cpu.get('model_name') or cpu.get('model') or 'CPU'} CPU, "
+            f"{prov.get('backend') or 'backend not recorded'}, {prov.get('threads')} threads")
+
+
+FINETUNE_CPU = "finetune_cpu"  # results/finetune_cpu/<dataset>/: the run of config/finetune.yaml (docs/tuning.md)
+
+
+def finetune_cpu(res: Results, _arg=None) -> str:
+    """The run of ``config/finetune.yaml`` (``results/finetune_cpu/<dataset>/``) beside the default run's files:
+    per dataset the validation rule's record (frozen head against fine-tuned network), the network kept, and the test
+    scores of the transfer row and the ensemble in both runs, with McNemar's test between the runs' transfer rows."""
+    import pandas as pd
+
+    from .reporting import mcnemar
+
+    rows, notes = [], []
+    datasets = [d for d in DATASET_ORDER if (res.dir / FINETUNE_CPU / d).is_dir()]
+    if not datasets:
+        raise DocsError(f"{res.dir / FINETUNE_CPU} holds no dataset: run config/finetune.yaml (docs/tuning.md)")
+    for ds in datasets:
+        tuned = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")
+        ft, size = tuned["transfer"]["finetune"], tuned["transfer"]["image_size"]
+        preds = {run: pd.read_csv(res._need(f"{prefix}{ds}/predictions/efficientnet_lite0_transfer.csv"),
+                                  dtype={"id": str}).set_index("id")
+                 for run, prefix in (("default", ""), ("finetune", f"{FINETUNE_CPU}/"))}
+        a, b = preds["default"], preds["finetune"].loc[preds["default"].index]
+        test = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
+        for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
+            base, new = res.metrics(ds, method), res.json(f"{FINETUNE_CPU}/{ds}/metrics/{method}.json")
+            rows.append([ds, label, f"{f3(base['accuracy']['value'])} → **{f3(new['accuracy']['value'])}** "
+                         f"[{f3(new['accuracy']['ci95'][0])}, {f3(new['accuracy']['ci95'][1])}]",
+                         f"{f3(base['roc_auc']['value'])} → {f3(new['roc_auc']['value'])}",
+                         f"{f3(base['specificity']['value'])} → {f3(new['specificity']['value'])}",
+                         fp(test["p_value"]) + f" ({test['only_proposed_correct']} / {test['only_baseline_correct']})"
+                         if label == "transfer" else ""])
+        notes.append(f"- {ds} ({size} px): the fine-tuned network ran {ft['epochs_run']} epochs (best "
+                     f"{ft['best_epoch']}) in {fint(round(ft['train_seconds']))} s; validation loss "
+                     f"{f3(ft['validation_loss_frozen_head'])} (frozen head, C = {ft['frozen_head_C_lowest_loss']:g}) "
+                     f"→ {f3(ft['validation_loss_fine_tuned'])} (fine-tuned), accuracy "
+                     f"{f3(ft['validation_accuracy_frozen_head'])} → {f3(ft['validation_accuracy_fine_tuned'])}: "
+                     f"**{'fine-tuned network kept' if ft['chosen'] == 'fine_tuned' else 'frozen head kept'}**"
+                     f" ({_machine(res.json(f'{FINETUNE_CPU}/{ds}/training/efficientnet_lite0_finetune.json')['provenance'])}).")
+    lines = ["Validation, by the pipeline's rule:", "", *notes, "",
+             "Test, evaluated once (default run → this run; accuracy with its 95% CI; McNemar between the two runs' "
+             "transfer rows: p (only default / only this run correct)):", ""]
+    lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar"], rows,
+                    "|---|---|---|---|---|---|")
+    return "\n".join(lines) + "\n"
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -878,6 +931,7 @@ GENERATORS = {
     "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
+    "finetune-cpu": finetune_cpu,
 }
 
 
