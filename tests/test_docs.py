@@ -308,5 +308,11 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     assert "9 epochs (best 5) in 1,234 s" in text and "**fine-tuned network kept**" in text
     assert "2-core AMD EPYC CPU, tensorflow, 2 threads" in text
     assert "(3 / 0)" in text  # only the default run right on three images, only this run on none
-    with pytest.raises(docs.DocsError, match="holds no dataset"):
-        docs.finetune_cpu(docs.Results(tmp_path / "empty"), None)
+    line = docs.finetune_cpu_line(docs.Results(root), None)  # README's sentence: the kept network's test accuracy
+    assert "21 min more" in line and "chest X-ray's transfer row scores " + docs.f3(metrics["accuracy"]["value"]) in line
+    record["chosen"] = "frozen_head"
+    path.write_text(json.dumps({**metrics, "transfer": {**metrics["transfer"], "finetune": record}}))
+    assert "nothing changes; chest X-ray kept the frozen head" in docs.finetune_cpu_line(docs.Results(root), None)
+    for generator in (docs.finetune_cpu, docs.finetune_cpu_line):
+        with pytest.raises(docs.DocsError, match="holds no dataset"):
+            generator(docs.Results(tmp_path / "empty"), None)

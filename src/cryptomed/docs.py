@@ -886,6 +886,30 @@ def finetune_cpu(res: Results, _arg=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finetune_cpu_line(res: Results, _arg=None) -> str:
+    """README's sentence on the ``config/finetune.yaml`` run (``results/finetune_cpu/``): which network each dataset
+    kept and, where the fine-tuned one was kept, the test accuracy of the transfer row and the ensemble."""
+    datasets = [d for d in DATASET_ORDER if (res.dir / FINETUNE_CPU / d).is_dir()]
+    if not datasets:
+        raise DocsError(f"{res.dir / FINETUNE_CPU} holds no dataset: run config/finetune.yaml (docs/tuning.md)")
+    kept, frozen, seconds = [], [], 0.0
+    for ds in datasets:
+        title = {"chest_xray": "chest X-ray", "brain_mri": "brain MRI"}.get(ds, ds)
+        ft = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")["transfer"]["finetune"]
+        seconds += float(ft["train_seconds"])
+        if ft["chosen"] == "fine_tuned":
+            acc = {m: res.json(f"{FINETUNE_CPU}/{ds}/metrics/{m}.json")["accuracy"]["value"]
+                   for m in ("efficientnet_lite0_transfer", "ensemble")}
+            kept.append(f"{title}'s transfer row scores {f3(acc['efficientnet_lite0_transfer'])}, the ensemble "
+                        f"{f3(acc['ensemble'])}")
+        else:
+            frozen.append(title)
+    return (f"With EfficientNet-Lite0 also fine-tuned (`config/finetune.yaml`, {round(seconds / 60)} min more here, "
+            "kept on validation), " + "; ".join(kept or ["nothing changes"])
+            + (f"; {' and '.join(frozen)} kept the frozen head" if frozen else "")
+            + " ([how](docs/tuning.md#fine-tuning-on-the-cpu-evaluated-once-written-before-it-ran)).\n")
+
+
 def seeds(res: Results, ds: str | None) -> str:
     """The seed spread of the default configuration (``results/seeds/<dataset>.csv``, benchmarks/seed_spread.py)."""
     if not ds:
@@ -932,6 +956,7 @@ GENERATORS = {
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
     "finetune-cpu": finetune_cpu,
+    "finetune-cpu-line": finetune_cpu_line,
 }
 
 
