@@ -284,35 +284,53 @@ def test_the_aspect_verdict_follows_the_rule_on_the_common_seeds(tmp_path):
 
 def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path):
     """finetune-cpu: the config/finetune.yaml run's transfer and ensemble rows beside the default run's, the rule's
-    record, and McNemar between the runs' transfer predictions (matched by id, in any order)."""
+    record, McNemar against the proposed CNN and between the runs' transfer predictions (matched by id, in any
+    order, labels checked); finetune-cpu-line: README's sentence."""
     root = tmp_path / "results"
     for run in ("chest_xray", "finetune_cpu/chest_xray"):
-        for rel in ("metrics", "predictions"):
-            shutil.copytree(REPO / "results/chest_xray" / rel, root / run / rel)
+        for rel in ("metrics", "predictions", "paired_tests.json"):
+            (shutil.copytree if rel != "paired_tests.json" else shutil.copy2)(
+                REPO / "results/chest_xray" / rel, root / run / rel)
+    new = root / "finetune_cpu/chest_xray"
     record = {"chosen": "fine_tuned", "epochs_run": 9, "best_epoch": 5, "train_seconds": 1234.4,
               "frozen_head_C_lowest_loss": 0.1, "validation_loss_frozen_head": 0.2, "validation_loss_fine_tuned": 0.1,
               "validation_accuracy_frozen_head": 0.9, "validation_accuracy_fine_tuned": 0.95}
-    path = root / "finetune_cpu/chest_xray/metrics/efficientnet_lite0_transfer.json"
+    path = new / "metrics/efficientnet_lite0_transfer.json"
     metrics = json.loads(path.read_text())
+    default_acc = metrics["accuracy"]["value"]
     metrics["transfer"]["finetune"] = record
+    metrics["accuracy"] = {"value": 0.9123, "ci95": [0.9, 0.93]}  # this run's number differs from the default's
     path.write_text(json.dumps(metrics))
-    (root / "finetune_cpu/chest_xray/training").mkdir()
-    (root / "finetune_cpu/chest_xray/training/efficientnet_lite0_finetune.json").write_text(json.dumps(
+    (new / "training").mkdir()
+    (new / "training/efficientnet_lite0_finetune.json").write_text(json.dumps(
         {"provenance": {"cpu": {"logical_cpus": 2, "model_name": "AMD EPYC"}, "backend": "tensorflow", "threads": 2}}))
-    preds = root / "finetune_cpu/chest_xray/predictions/efficientnet_lite0_transfer.csv"
+    (new / "benchmarks").mkdir()
+    (new / "benchmarks/finetune_efficientnet.tsv").write_text("s\th:m:s\n1320.0\t0:22:00\n")
+    preds = new / "predictions/efficientnet_lite0_transfer.csv"
     frame = pd.read_csv(preds, dtype={"id": str})
     right = frame.index[frame["predicted"] == frame["label"]][:3]
     frame.loc[right, "predicted"] = 1 - frame.loc[right, "label"]  # three images the default got right, now wrong
     frame.iloc[::-1].to_csv(preds, index=False)  # another order: matched by id
     text = docs.finetune_cpu(docs.Results(root), None)
-    assert "9 epochs (best 5) in 1,234 s" in text and "**fine-tuned network kept**" in text
-    assert "2-core AMD EPYC CPU, tensorflow, 2 threads" in text
-    assert "(3 / 0)" in text  # only the default run right on three images, only this run on none
+    assert "9 epochs (best 5) in 1,234 s of training (1,320 s for the whole job)" in text
+    assert "**fine-tuned network kept**" in text and "2-core AMD EPYC CPU, tensorflow, 2 threads" in text
+    assert f"| chest_xray | transfer | {docs.f3(default_acc)} → **0.912** [0.900, 0.930] |" in text  # default first
+    transfer_row = next(r for r in text.splitlines() if r.startswith("| chest_xray | transfer |"))
+    assert transfer_row.endswith("| 0.250 (3 / 0) |")  # between the runs: only the default right, on three
     line = docs.finetune_cpu_line(docs.Results(root), None)  # README's sentence: the kept network's test accuracy
-    assert "21 min more" in line and "chest X-ray's transfer row scores " + docs.f3(metrics["accuracy"]["value"]) in line
+    assert "+22 min" in line and "chest X-ray test accuracy: transfer 0.912 (proposed CNN" in line
     record["chosen"] = "frozen_head"
     path.write_text(json.dumps({**metrics, "transfer": {**metrics["transfer"], "finetune": record}}))
     assert "nothing changes; chest X-ray kept the frozen head" in docs.finetune_cpu_line(docs.Results(root), None)
+    frame.iloc[1:].to_csv(preds, index=False)  # a test record missing from this run
+    with pytest.raises(docs.DocsError, match="test records differ from the default run's"):
+        docs.finetune_cpu(docs.Results(root), None)
+    frame.assign(label=1 - frame["label"]).to_csv(preds, index=False)
+    with pytest.raises(docs.DocsError, match="labels differ"):
+        docs.finetune_cpu(docs.Results(root), None)
+    path.write_text(json.dumps({**metrics, "transfer": {}}))  # a run without fine-tuning
+    with pytest.raises(docs.DocsError, match="no transfer.finetune record"):
+        docs.finetune_cpu_line(docs.Results(root), None)
     for generator in (docs.finetune_cpu, docs.finetune_cpu_line):
         with pytest.raises(docs.DocsError, match="holds no dataset"):
             generator(docs.Results(tmp_path / "empty"), None)

@@ -834,78 +834,110 @@ def tuning_aspect(res: Results, arg: str | None) -> str:
 
 
 def _machine(prov: dict) -> str:
-    """"2-core AMD EPYC CPU, tensorflow, 2 threads" from a metrics file's provenance."""
+    """"2-core AMD EPYC CPU, tensorflow, 2 threads" from a metrics file's provenance (the threads TensorFlow ran
+    with where they differ from the request)."""
     cpu = prov.get("cpu") or {}
+    threads = prov.get("threads_in_effect", prov.get("threads"))
     return (f"{cpu.get('logical_cpus', '?')}-core {cpu.get('model_name') or cpu.get('model') or 'CPU'} CPU, "
-            f"{prov.get('backend') or 'backend not recorded'}, {prov.get('threads')} threads")
+            f"{prov.get('backend') or 'backend not recorded'}"
+            + (f", {threads} threads" if threads else ", default threads"))
 
 
 FINETUNE_CPU = "finetune_cpu"  # results/finetune_cpu/<dataset>/: the run of config/finetune.yaml (docs/tuning.md)
 
 
-def finetune_cpu(res: Results, _arg=None) -> str:
-    """The run of ``config/finetune.yaml`` (``results/finetune_cpu/<dataset>/``) beside the default run's files:
-    per dataset the validation rule's record (frozen head against fine-tuned network), the network kept, and the test
-    scores of the transfer row and the ensemble in both runs, with McNemar's test between the runs' transfer rows."""
-    import pandas as pd
-
-    from .reporting import mcnemar
-
-    rows, notes = [], []
+def _finetune_runs(res: Results) -> list[str]:
     datasets = [d for d in DATASET_ORDER if (res.dir / FINETUNE_CPU / d).is_dir()]
     if not datasets:
         raise DocsError(f"{res.dir / FINETUNE_CPU} holds no dataset: run config/finetune.yaml (docs/tuning.md)")
-    for ds in datasets:
-        tuned = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")
-        ft, size = tuned["transfer"]["finetune"], tuned["transfer"]["image_size"]
+    return datasets
+
+
+def _finetune_record(res: Results, ds: str) -> dict:
+    rel = f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json"
+    record = res.json(rel).get("transfer", {}).get("finetune")
+    if not record:
+        raise DocsError(f"{res.dir / rel}: no transfer.finetune record: not a run with fine-tuning")
+    return record
+
+
+def _rule_seconds(res: Results, ds: str) -> float:
+    """Wall seconds of the finetune_efficientnet job (Snakemake's benchmark file, copied beside the results)."""
+    return float(pd.read_csv(res._need(f"{FINETUNE_CPU}/{ds}/benchmarks/finetune_efficientnet.tsv"),
+                             sep="\t")["s"].iloc[0])
+
+
+def finetune_cpu(res: Results, _arg=None) -> str:
+    """The run of ``config/finetune.yaml`` (``results/finetune_cpu/<dataset>/``) beside the default run's files:
+    per dataset the validation rule's record (frozen head against fine-tuned network), the network kept, and the test
+    scores of the transfer row and the ensemble in both runs, McNemar's test between the runs' transfer rows
+    (records matched by id, labels checked) and against the proposed CNN in each run."""
+    from .reporting import mcnemar
+
+    rows, notes = [], []
+    for ds in _finetune_runs(res):
+        ft = _finetune_record(res, ds)
+        size = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")["transfer"]["image_size"]
         preds = {run: pd.read_csv(res._need(f"{prefix}{ds}/predictions/efficientnet_lite0_transfer.csv"),
                                   dtype={"id": str}).set_index("id")
                  for run, prefix in (("default", ""), ("finetune", f"{FINETUNE_CPU}/"))}
-        a, b = preds["default"], preds["finetune"].loc[preds["default"].index]
-        test = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
+        a, b = preds["default"], preds["finetune"]
+        if set(a.index) != set(b.index) or len(a) != len(b):
+            raise DocsError(f"{res.dir / FINETUNE_CPU / ds}/predictions/efficientnet_lite0_transfer.csv: its test "
+                            f"records differ from the default run's ({len(set(a.index) ^ set(b.index))} ids in one "
+                            "only)")
+        b = b.loc[a.index]
+        if not (a["label"] == b["label"]).all():
+            raise DocsError(f"{res.dir / FINETUNE_CPU / ds}/predictions/efficientnet_lite0_transfer.csv: labels differ "
+                            f"from the default run's, first: record {a.index[a['label'] != b['label']][0]}")
+        between = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
         for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
             base, new = res.metrics(ds, method), res.json(f"{FINETUNE_CPU}/{ds}/metrics/{method}.json")
+            vs = [res.json(f"{prefix}{ds}/paired_tests.json")[method] for prefix in ("", f"{FINETUNE_CPU}/")]
             rows.append([ds, label, f"{f3(base['accuracy']['value'])} → **{f3(new['accuracy']['value'])}** "
                          f"[{f3(new['accuracy']['ci95'][0])}, {f3(new['accuracy']['ci95'][1])}]",
                          f"{f3(base['roc_auc']['value'])} → {f3(new['roc_auc']['value'])}",
                          f"{f3(base['specificity']['value'])} → {f3(new['specificity']['value'])}",
-                         fp(test["p_value"]) + f" ({test['only_proposed_correct']} / {test['only_baseline_correct']})"
-                         if label == "transfer" else ""])
+                         " → ".join(f"{fp(t['p_value'])} ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
+                                    for t in vs),
+                         fp(between["p_value"]) + f" ({between['only_proposed_correct']} / "
+                         f"{between['only_baseline_correct']})" if label == "transfer" else ""])
         notes.append(f"- {ds} ({size} px): the fine-tuned network ran {ft['epochs_run']} epochs (best "
-                     f"{ft['best_epoch']}) in {fint(round(ft['train_seconds']))} s; validation loss "
+                     f"{ft['best_epoch']}) in {fint(round(ft['train_seconds']))} s of training "
+                     f"({fint(round(_rule_seconds(res, ds)))} s for the whole job); validation loss "
                      f"{f3(ft['validation_loss_frozen_head'])} (frozen head, C = {ft['frozen_head_C_lowest_loss']:g}) "
                      f"→ {f3(ft['validation_loss_fine_tuned'])} (fine-tuned), accuracy "
                      f"{f3(ft['validation_accuracy_frozen_head'])} → {f3(ft['validation_accuracy_fine_tuned'])}: "
                      f"**{'fine-tuned network kept' if ft['chosen'] == 'fine_tuned' else 'frozen head kept'}**"
                      f" ({_machine(res.json(f'{FINETUNE_CPU}/{ds}/training/efficientnet_lite0_finetune.json')['provenance'])}).")
     lines = ["Validation, by the pipeline's rule:", "", *notes, "",
-             "Test, evaluated once (default run → this run; accuracy with its 95% CI; McNemar between the two runs' "
-             "transfer rows: p (only default / only this run correct)):", ""]
-    lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar"], rows,
-                    "|---|---|---|---|---|---|")
+             "Test, evaluated once (default run → this run; accuracy with its 95% CI; McNemar: p (only the first / "
+             "only the second correct), against the proposed CNN of the same run, and between the two runs' "
+             "transfer rows, default run first):", ""]
+    lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar: proposed CNN vs this row",
+                     "McNemar: default run vs this run"], rows, "|---|---|---|---|---|---|---|")
     return "\n".join(lines) + "\n"
 
 
 def finetune_cpu_line(res: Results, _arg=None) -> str:
     """README's sentence on the ``config/finetune.yaml`` run (``results/finetune_cpu/``): which network each dataset
-    kept and, where the fine-tuned one was kept, the test accuracy of the transfer row and the ensemble."""
-    datasets = [d for d in DATASET_ORDER if (res.dir / FINETUNE_CPU / d).is_dir()]
-    if not datasets:
-        raise DocsError(f"{res.dir / FINETUNE_CPU} holds no dataset: run config/finetune.yaml (docs/tuning.md)")
+    kept and, where the fine-tuned one was kept, its test accuracy against the proposed CNN's, and the ensemble's."""
     kept, frozen, seconds = [], [], 0.0
-    for ds in datasets:
+    for ds in _finetune_runs(res):
         title = {"chest_xray": "chest X-ray", "brain_mri": "brain MRI"}.get(ds, ds)
-        ft = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")["transfer"]["finetune"]
-        seconds += float(ft["train_seconds"])
+        ft = _finetune_record(res, ds)
+        seconds += _rule_seconds(res, ds)
         if ft["chosen"] == "fine_tuned":
             acc = {m: res.json(f"{FINETUNE_CPU}/{ds}/metrics/{m}.json")["accuracy"]["value"]
                    for m in ("efficientnet_lite0_transfer", "ensemble")}
-            kept.append(f"{title}'s transfer row scores {f3(acc['efficientnet_lite0_transfer'])}, the ensemble "
+            vs = res.json(f"{FINETUNE_CPU}/{ds}/paired_tests.json")["efficientnet_lite0_transfer"]["p_value"]
+            kept.append(f"{title} test accuracy: transfer {f3(acc['efficientnet_lite0_transfer'])} (proposed CNN "
+                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, McNemar p {fp(vs) if vs < 0.001 else '= ' + fp(vs)}), ensemble "
                         f"{f3(acc['ensemble'])}")
         else:
             frozen.append(title)
-    return (f"With EfficientNet-Lite0 also fine-tuned (`config/finetune.yaml`, {round(seconds / 60)} min more here, "
-            "kept on validation), " + "; ".join(kept or ["nothing changes"])
+    return (f"EfficientNet-Lite0 also fine-tuned (`config/finetune.yaml`, +{round(seconds / 60)} min here, kept on "
+            "validation): " + "; ".join(kept or ["nothing changes"])
             + (f"; {' and '.join(frozen)} kept the frozen head" if frozen else "")
             + " ([how](docs/tuning.md#fine-tuning-on-the-cpu-evaluated-once-written-before-it-ran)).\n")
 
