@@ -496,10 +496,12 @@ def validate_entry(name: str, entry) -> list[str]:
 
     if not SCHEMA.is_file():  # an installed package without the workflow: nothing to validate against
         return []
-    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["custom_datasets"]
+    full = yaml.safe_load(SCHEMA.read_text())
+    schema = full["properties"]["custom_datasets"]
+    validator = jsonschema.validators.validator_for(full)(schema)  # the draft the schema declares, as Snakemake
     config = {"custom_datasets": {name: entry}}
     return [f"{'.'.join(['custom_datasets', *map(str, e.absolute_path)])}: {e.message}"
-            for e in sorted(jsonschema.Draft7Validator(schema).iter_errors(config["custom_datasets"]),
+            for e in sorted(validator.iter_errors(config["custom_datasets"]),
                             key=lambda e: list(map(str, e.absolute_path)))]
 
 
