@@ -304,6 +304,9 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     (new / "training").mkdir()
     (new / "training/efficientnet_lite0_finetune.json").write_text(json.dumps(
         {"provenance": {"cpu": {"logical_cpus": 2, "model_name": "AMD EPYC"}, "backend": "tensorflow", "threads": 2}}))
+    paired = json.loads((new / "paired_tests.json").read_text())  # this run's McNemar against the proposed CNN
+    paired["efficientnet_lite0_transfer"] = {"only_proposed_correct": 5, "only_baseline_correct": 9, "p_value": 0.42}
+    (new / "paired_tests.json").write_text(json.dumps(paired))
     (new / "benchmarks").mkdir()
     (new / "benchmarks/finetune_efficientnet.tsv").write_text("s\th:m:s\n1320.0\t0:22:00\n")
     preds = new / "predictions/efficientnet_lite0_transfer.csv"
@@ -316,9 +319,12 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     assert "**fine-tuned network kept**" in text and "2-core AMD EPYC CPU, tensorflow, 2 threads" in text
     assert f"| chest_xray | transfer | {docs.f3(default_acc)} → **0.912** [0.900, 0.930] |" in text  # default first
     transfer_row = next(r for r in text.splitlines() if r.startswith("| chest_xray | transfer |"))
-    assert transfer_row.endswith("| 0.250 (3 / 0) |")  # between the runs: only the default right, on three
+    assert transfer_row.endswith("→ 0.420 (5 / 9) | 0.250 (3 / 0) |")  # against the CNN (default run first), and
+    # between the runs: only the default right, on three
     line = docs.finetune_cpu_line(docs.Results(root), None)  # README's sentence: the kept network's test accuracy
-    assert "+22 min" in line and "chest X-ray test accuracy: transfer 0.912 (proposed CNN" in line
+    cnn = docs.f3(json.loads((root / "chest_xray/metrics/aes_cnn.json").read_text())["accuracy"]["value"])
+    assert "+22 min" in line
+    assert f"chest X-ray test accuracy: transfer 0.912 (proposed CNN {cnn}, McNemar p = 0.420)" in line
     record["chosen"] = "frozen_head"
     path.write_text(json.dumps({**metrics, "transfer": {**metrics["transfer"], "finetune": record}}))
     assert "nothing changes; chest X-ray kept the frozen head" in docs.finetune_cpu_line(docs.Results(root), None)

@@ -498,7 +498,8 @@ def validate_entry(name: str, entry) -> list[str]:
         return []
     full = yaml.safe_load(SCHEMA.read_text())
     schema = full["properties"]["custom_datasets"]
-    validator = jsonschema.validators.validator_for(full)(schema)  # the draft the schema declares, as Snakemake
+    # the draft the schema declares (as Snakemake), references resolved against the whole schema
+    validator = jsonschema.validators.validator_for(full)(full).evolve(schema=schema)
     config = {"custom_datasets": {name: entry}}
     return [f"{'.'.join(['custom_datasets', *map(str, e.absolute_path)])}: {e.message}"
             for e in sorted(validator.iter_errors(config["custom_datasets"]),

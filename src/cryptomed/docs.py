@@ -902,6 +902,7 @@ def finetune_cpu(res: Results, _arg=None) -> str:
                                     for t in vs),
                          fp(between["p_value"]) + f" ({between['only_proposed_correct']} / "
                          f"{between['only_baseline_correct']})" if label == "transfer" else ""])
+        training = res.json(f"{FINETUNE_CPU}/{ds}/training/efficientnet_lite0_finetune.json")
         notes.append(f"- {ds} ({size} px): the fine-tuned network ran {ft['epochs_run']} epochs (best "
                      f"{ft['best_epoch']}) in {fint(round(ft['train_seconds']))} s of training "
                      f"({fint(round(_rule_seconds(res, ds)))} s for the whole job); validation loss "
@@ -909,7 +910,7 @@ def finetune_cpu(res: Results, _arg=None) -> str:
                      f"→ {f3(ft['validation_loss_fine_tuned'])} (fine-tuned), accuracy "
                      f"{f3(ft['validation_accuracy_frozen_head'])} → {f3(ft['validation_accuracy_fine_tuned'])}: "
                      f"**{'fine-tuned network kept' if ft['chosen'] == 'fine_tuned' else 'frozen head kept'}**"
-                     f" ({_machine(res.json(f'{FINETUNE_CPU}/{ds}/training/efficientnet_lite0_finetune.json')['provenance'])}).")
+                     f" ({_machine(training['provenance'])}).")
     lines = ["Validation, by the pipeline's rule:", "", *notes, "",
              "Test, evaluated once (default run → this run; accuracy with its 95% CI; McNemar: p (only the first / "
              "only the second correct), against the proposed CNN of the same run, and between the two runs' "
@@ -931,8 +932,9 @@ def finetune_cpu_line(res: Results, _arg=None) -> str:
             acc = {m: res.json(f"{FINETUNE_CPU}/{ds}/metrics/{m}.json")["accuracy"]["value"]
                    for m in ("efficientnet_lite0_transfer", "ensemble")}
             vs = res.json(f"{FINETUNE_CPU}/{ds}/paired_tests.json")["efficientnet_lite0_transfer"]["p_value"]
+            p_text = fp(vs) if vs < 0.001 else "= " + fp(vs)
             kept.append(f"{title} test accuracy: transfer {f3(acc['efficientnet_lite0_transfer'])} (proposed CNN "
-                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, McNemar p {fp(vs) if vs < 0.001 else '= ' + fp(vs)}), ensemble "
+                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, McNemar p {p_text}), ensemble "
                         f"{f3(acc['ensemble'])}")
         else:
             frozen.append(title)
