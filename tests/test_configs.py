@@ -5,6 +5,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -12,11 +13,9 @@ VALIDATOR = jsonschema.validators.validator_for(SCHEMA)(SCHEMA)  # the draft the
 
 
 def _update(base: dict, over: dict) -> dict:
-    """Snakemake's update_config: nested mappings are merged, everything else replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    """``over`` applied on top of ``base`` by Snakemake's own merge of a --configfile."""
+    update_config(base, over)
+    return base
 
 
 @pytest.mark.parametrize("overrides", [None, *sorted(p.name for p in (ROOT / "config").glob("*.yaml"))])

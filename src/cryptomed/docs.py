@@ -290,13 +290,22 @@ def _training_summary(info: dict, best, val) -> str:
     return f"{what}{flip}; epochs run (best) {epochs}; validation accuracy {f3(info.get('val_accuracy'))}"
 
 
+def _p_text(p: float) -> str:
+    """"McNemar p < 0.001" or "McNemar p = 0.420"."""
+    return "McNemar p " + fp(p) if fp(p).startswith("<") else "McNemar p = " + fp(p)
+
+
 def _mcnemar(row) -> str:
     p = row.get("McNemar p vs proposed")
     if _missing(p):
         return "no paired test"
     p = float(p)
-    return ("McNemar p " + fp(p) if fp(p).startswith("<") else "McNemar p = " + fp(p)) + (
-        ", significant" if p < 0.05 else ", not significant")
+    return _p_text(p) + (", significant" if p < 0.05 else ", not significant")
+
+
+def _benchmark_seconds(path) -> float:
+    """Wall seconds of one job from its Snakemake benchmark file (the mean over its repeats)."""
+    return float(pd.read_csv(path, sep="\t")["s"].astype(float).mean())
 
 
 def verdict(res: Results, arg: str | None) -> str:
@@ -425,7 +434,7 @@ def pipeline_time(res: Results, _arg=None) -> str:
     rows = []
     for tsv in sorted((res.dir / "benchmarks").rglob("*.tsv")):
         rule = tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem
-        rows.append({"rule": rule, "seconds": float(pd.read_csv(tsv, sep="\t")["s"].astype(float).mean())})
+        rows.append({"rule": rule, "seconds": _benchmark_seconds(tsv)})
     if not rows:
         raise DocsError(f"no benchmark files under {res.dir / 'benchmarks'}")
     jobs = pd.DataFrame(rows)
@@ -863,8 +872,7 @@ def _finetune_record(res: Results, ds: str) -> dict:
 
 def _rule_seconds(res: Results, ds: str) -> float:
     """Wall seconds of the finetune_efficientnet job (Snakemake's benchmark file, copied beside the results)."""
-    return float(pd.read_csv(res._need(f"{FINETUNE_CPU}/{ds}/benchmarks/finetune_efficientnet.tsv"),
-                             sep="\t")["s"].iloc[0])
+    return _benchmark_seconds(res._need(f"{FINETUNE_CPU}/{ds}/benchmarks/finetune_efficientnet.tsv"))
 
 
 def finetune_cpu(res: Results, _arg=None) -> str:
@@ -932,9 +940,8 @@ def finetune_cpu_line(res: Results, _arg=None) -> str:
             acc = {m: res.json(f"{FINETUNE_CPU}/{ds}/metrics/{m}.json")["accuracy"]["value"]
                    for m in ("efficientnet_lite0_transfer", "ensemble")}
             vs = res.json(f"{FINETUNE_CPU}/{ds}/paired_tests.json")["efficientnet_lite0_transfer"]["p_value"]
-            p_text = fp(vs) if vs < 0.001 else "= " + fp(vs)
             kept.append(f"{title} test accuracy: transfer {f3(acc['efficientnet_lite0_transfer'])} (proposed CNN "
-                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, McNemar p {p_text}), ensemble "
+                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, {_p_text(vs)}), ensemble "
                         f"{f3(acc['ensemble'])}")
         else:
             frozen.append(title)
