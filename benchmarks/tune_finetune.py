@@ -14,6 +14,10 @@ One row per (dataset, arm, C) goes to ``OUT/finetune.csv``, and the rule's verdi
 
     python benchmarks/tune_finetune.py --dataset chest_xray brain_mri --out results/tuning
 
+``--arm lpft`` (the LP-FT section of docs/tuning.md): the same top, its softmax layer started from the linear probe
+(:func:`linear_probe`), and the mean of its probabilities and the frozen head's at that head's C of lowest loss;
+rows to ``OUT/lpft.csv``, verdict by :func:`lpft_decisions`.
+
 ``--arm images`` (a diagnostic of the GPU configurations' recipe, ``baselines.transfer.efficientnet_lite0.finetune``):
 instead of the top on cached activations, the pipeline's own fine-tuning (cryptomed.transfer.build_finetune_model
 and finetune: stages from_stage..7 and the head convolution on the images, with shift and zoom) against the same
@@ -60,9 +64,35 @@ def activations(weights, images: np.ndarray, size: int, taps: tuple[str, ...], c
     return np.concatenate(maps), np.concatenate(feats), seconds, full
 
 
-def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
+def linear_probe(f_tr, y_tr, f_va, y_va, n_classes: int, c_grid) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """LP-FT's start: class-balanced logistic regression on standardised features, C of lowest validation log loss,
+    the standardisation folded in. Returns (kernel (d, n_classes), bias (n_classes,), C, its validation loss): a
+    softmax layer with these weights gives the probe's probabilities (binary: logits 0 and the probe's)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    best = None
+    for c in c_grid:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
+                                                                   random_state=0)).fit(f_tr, y_tr)
+        loss = score(y_va, probe.predict_proba(f_va))["val_loss"]
+        if best is None or loss < best[2]:
+            best = (probe, float(c), loss)
+    probe, c, loss = best
+    scaler, lr = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
+    w = lr.coef_ / scaler.scale_  # (1 or n_classes, d)
+    b = lr.intercept_ - w @ scaler.mean_
+    if n_classes == 2:
+        w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+    return w.T.astype("float32"), b.astype("float32"), c, loss
+
+
+def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict, probe_c: list | None = None):
     """Stage 7 + head convolution (ImageNet initialised, batch norm frozen) + a new softmax layer on stage-6
-    activations; returns (validation probabilities, epochs run, best epoch, training seconds)."""
+    activations; returns (validation probabilities, epochs run, best epoch, training seconds, probe). ``probe_c``
+    (LP-FT): the softmax layer starts from :func:`linear_probe` on the top's own pooled output, C from this grid;
+    ``probe`` is then (C, its validation loss), else None."""
     import keras
 
     from cryptomed.efficientnet_lite import build_top
@@ -74,7 +104,15 @@ def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # inference mode: ImageNet statistics kept
     x = keras.layers.Dropout(recipe["dropout"])(top.output)
-    model = keras.Model(top.input, keras.layers.Dense(n_classes, activation="softmax")(x))
+    dense = keras.layers.Dense(n_classes, activation="softmax")
+    model = keras.Model(top.input, dense(x))
+    probe = None
+    if probe_c is not None:
+        f_tr, f_va = (np.asarray(top.predict(m.astype("float32"), batch_size=256, verbose=0), np.float64)
+                      for m in (maps_tr, maps_va))
+        kernel, bias, c, loss = linear_probe(f_tr, y_tr, f_va, y_va, n_classes, probe_c)
+        dense.set_weights([kernel, bias])
+        probe = (c, loss)
     model.compile(keras.optimizers.Adam(recipe["learning_rate"]), "sparse_categorical_crossentropy")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe["patience"], restore_best_weights=True)
     t0 = time.perf_counter()
@@ -85,7 +123,7 @@ def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict):
     losses = hist.history["val_loss"]
     probs, _ = predict_proba(model, maps_va.astype("float32"))
     probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
-    return probs, len(losses), int(np.argmin(losses)) + 1, seconds
+    return probs, len(losses), int(np.argmin(losses)) + 1, seconds, probe
 
 
 def verdict(frame, datasets, budget: bool = True) -> list[str]:
@@ -115,8 +153,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/tuning")
     ap.add_argument("--device", default="2-core AMD EPYC CPU, TensorFlow", help="machine description for the record")
-    ap.add_argument("--arm", choices=["top", "images"], default="top",
-                    help="top: stage 7 + head on cached stage-6 activations; images: the pipeline's fine-tuning")
+    ap.add_argument("--arm", choices=["top", "lpft", "images"], default="top",
+                    help="top: stage 7 + head on cached stage-6 activations; lpft: the same, its softmax started from "
+                         "the linear probe, and its mean with the frozen head; images: the pipeline's fine-tuning")
     args = ap.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -151,12 +190,14 @@ def main() -> None:
             maps, feats, seconds, full = activations(args.weights, images, size, taps)
         common = {"dataset": dataset, "image_size": size, "train_images": int(tr.sum()), "val_images": int(va.sum()),
                   "extract_seconds": seconds, "device": args.device}
+        frozen_probs = {}
         for c in eff["C"]:
             head = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000,
                                                                       class_weight="balanced", random_state=0))
             t0 = time.perf_counter()
             head.fit(feats[tr], labels[tr])
-            row = {**common, "arm": "frozen", "C": float(c), **score(labels[va], head.predict_proba(feats[va])),
+            frozen_probs[float(c)] = head.predict_proba(feats[va])
+            row = {**common, "arm": "frozen", "C": float(c), **score(labels[va], frozen_probs[float(c)]),
                    "epochs_run": 0, "best_epoch": 0, "train_seconds": time.perf_counter() - t0}
             rows.append(row)
             log_row(row)
@@ -164,19 +205,49 @@ def main() -> None:
             row = finetune_images(args.weights, images, labels, tr, va, size, n_classes,
                                   {**eff["finetune"], "epochs": args.epochs or eff["finetune"]["epochs"]})
         else:
-            probs, epochs_run, best, train_s = finetune(full, maps[tr], labels[tr], maps[va], labels[va], n_classes,
-                                                        recipe)
-            row = {"arm": "finetune", **score(labels[va], probs), "epochs_run": epochs_run, "best_epoch": best,
-                   "train_seconds": train_s, "recipe": " ".join(f"{k}={v}" for k, v in recipe.items())}
+            probs, epochs_run, best, train_s, probe = finetune(
+                full, maps[tr], labels[tr], maps[va], labels[va], n_classes, recipe,
+                probe_c=eff["C"] if args.arm == "lpft" else None)
+            how = " ".join(f"{k}={v}" for k, v in recipe.items())
+            row = {"arm": args.arm if args.arm == "lpft" else "finetune", **score(labels[va], probs),
+                   "epochs_run": epochs_run, "best_epoch": best, "train_seconds": train_s,
+                   "recipe": how + (f" probe_C={probe[0]:g} probe_val_loss={probe[1]:.6f}" if probe else "")}
         row = {**common, "C": float("nan"), **row}
         rows.append(row)
         log_row(row)
-    frame = merge_rows(Path(args.out) / ("finetune_images.csv" if args.arm == "images" else "finetune.csv"), rows,
-                       ["dataset"])
+        if args.arm == "lpft":  # the mean with the frozen head at its C of lowest validation loss
+            frozen = [r for r in rows if r["dataset"] == dataset and r["arm"] == "frozen"]
+            c_best = min(frozen, key=lambda r: r["val_loss"])["C"]
+            row = {**row, "arm": "lpft_average", "C": c_best,
+                   **score(labels[va], (probs + frozen_probs[c_best]) / 2)}
+            rows.append(row)
+            log_row(row)
+    name = {"images": "finetune_images.csv", "lpft": "lpft.csv"}.get(args.arm, "finetune.csv")
+    frame = merge_rows(Path(args.out) / name, rows, ["dataset"])
     if args.arm == "images":
         frame = frame.assign(arm=frame["arm"].replace({"finetune_images": "finetune"}))
+    if args.arm == "lpft":
+        for line in lpft_verdict(frame, args.dataset):
+            print(line, flush=True)
+        return
     for line in verdict(frame, args.dataset, budget=args.arm == "top"):
         print(line, flush=True)
+
+
+def lpft_verdict(frame, datasets) -> list[str]:
+    """The LP-FT rule's verdict per dataset (cryptomed.docs.lpft_decisions, which the docs print too)."""
+    from cryptomed.docs import lpft_decisions
+
+    lines = []
+    for dataset, (frozen, candidates, adopted, over) in lpft_decisions(frame).items():
+        if dataset not in datasets:
+            continue
+        lines.append(f"{dataset}: frozen C={frozen['C']:g} validation loss {frozen['val_loss']:.4f}, accuracy "
+                     f"{frozen['val_accuracy']:.4f}; " + "; ".join(
+                         f"{r['arm']} {r['val_loss']:.4f} / {r['val_accuracy']:.4f} ({'passes' if ok else 'fails'})"
+                         for r, ok in candidates) + f" -> adopted: {adopted or 'nothing'}"
+                     + (f" (training {over:.0f} s together, over the budget)" if over is not None else ""))
+    return lines
 
 
 def finetune_images(weights, images, labels, tr, va, size: int, n_classes: int, recipe: dict) -> dict:

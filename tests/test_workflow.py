@@ -280,7 +280,7 @@ def test_native_input_benchmark_scores_both_inputs_on_validation(run, tmp_path):
 
 def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_images(run, tmp_path):
     """benchmarks/tune_finetune.py on the run's brain MRI (source images in the test config), on a tar without the
-    test images: rows for the frozen head (each C) and the fine-tuned top, and the rule's verdict."""
+    test images: rows for the frozen head (each C) and the fine-tuned top (random, images, LP-FT), and the verdicts."""
     import pandas as pd
 
     wd, _ = run
@@ -305,6 +305,19 @@ def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_imag
     assert "from_stage=6" in images["recipe"].dropna().iloc[0]
     assert re.search(r"^brain_mri: validation loss .*: (not )?kept$", proc.stdout, re.M), proc.stdout[-2000:]
     assert "over the budget" not in proc.stdout  # the pipeline's choice has no time condition
+    # --arm lpft: the top started from the linear probe, and its mean with the frozen head at its C of lowest loss
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
+                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path), "--arm", "lpft",
+                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
+                          cwd=wd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lpft = pd.read_csv(tmp_path / "lpft.csv")
+    assert sorted(set(lpft["arm"])) == ["frozen", "lpft", "lpft_average"] and lpft["val_loss"].notna().all()
+    frozen = lpft[lpft["arm"] == "frozen"]
+    assert lpft.loc[lpft["arm"] == "lpft_average", "C"].item() == frozen.loc[frozen["val_loss"].idxmin(), "C"]
+    assert "probe_C=" in lpft.loc[lpft["arm"] == "lpft", "recipe"].item()
+    assert re.search(r"^brain_mri: frozen C=.* -> adopted: (lpft|lpft_average|nothing)", proc.stdout, re.M), \
+        proc.stdout[-2000:]
 
 
 def test_key_material_never_leaves_the_key_file(run):

@@ -770,6 +770,31 @@ def finetune_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BU
     return {ds: (best, ft, ok and over is None, over if ok else None) for ds, (best, ft, ok) in passed.items()}
 
 
+def lpft_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
+    """The LP-FT rule (docs/tuning.md) on ``results/tuning/lpft.csv``'s rows: per dataset (the frozen head's row at
+    its C of lowest validation loss, [(candidate row, passes)] for ``lpft`` and ``lpft_average``, the adopted arm or
+    None, the ``lpft`` training seconds of the passing datasets when over ``budget_s`` else None). A candidate passes
+    by :func:`cryptomed.transfer.finetune_kept`; of those passing, the lower validation loss is adopted, if the
+    passing datasets' ``lpft`` training fits the budget together."""
+    from .transfer import finetune_kept
+
+    judged = {}
+    for ds, part in frame.groupby("dataset", sort=False):
+        frozen = part[part["arm"] == "frozen"]
+        candidates = [part[part["arm"] == arm] for arm in ("lpft", "lpft_average")]
+        if frozen.empty or any(c.empty for c in candidates):
+            raise DocsError(f"results/tuning/lpft.csv: {ds} needs frozen, lpft and lpft_average rows")
+        best = frozen.loc[frozen["val_loss"].idxmin()]
+        rows = [(c.iloc[0], finetune_kept(best["val_loss"], best["val_accuracy"], c.iloc[0]["val_loss"],
+                                          c.iloc[0]["val_accuracy"])) for c in candidates]
+        passing = [r for r, ok in rows if ok]
+        judged[ds] = (best, rows, min(passing, key=lambda r: r["val_loss"])["arm"] if passing else None)
+    seconds = sum(rows[0][0]["train_seconds"] for _, rows, arm in judged.values() if arm)
+    over = seconds if budget_s is not None and seconds > budget_s else None
+    return {ds: (best, rows, arm if over is None else None, over if arm else None)
+            for ds, (best, rows, arm) in judged.items()}
+
+
 def tuning_finetune(res: Results, arg: str | None) -> str:
     """Fine-tuning the transfer backbone's top (``results/tuning/finetune.csv``, benchmarks/tune_finetune.py): the
     frozen head at every C and the fine-tuned top, on validation, and the rule's verdict per dataset
@@ -802,6 +827,40 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
     lines += ["", "By the rule (the frozen head at its C of lowest loss; both compared rows in bold)"
               + (", as the pipeline applies it to the fine-tuned network (no time condition):" if images else ":"),
               ""] + verdicts
+    return "\n".join(lines) + "\n"
+
+
+def tuning_lpft(res: Results, arg: str | None) -> str:
+    """LP-FT (``results/tuning/lpft.csv``, ``benchmarks/tune_finetune.py --arm lpft``): the frozen head at every C,
+    the top started from the linear probe and its mean with the frozen head, on validation, and the rule's verdict
+    per dataset (:func:`lpft_decisions`)."""
+    frame = res.csv("tuning/lpft.csv")
+    decisions = lpft_decisions(frame)
+    rows, verdicts = [], []
+    for ds, part in frame.groupby("dataset", sort=False):
+        best, judged, adopted, over = decisions[ds]
+        for _, r in part.iterrows():
+            mark = "**" if r.name == best.name or r["arm"] != "frozen" else ""
+            if r["arm"] == "lpft":
+                how = (f"{int(r['epochs_run'])} epochs (best {int(r['best_epoch'])}), "
+                       f"{fint(round(r['train_seconds']))} s; probe C = "
+                       + re.search(r"probe_C=(\S+)", str(r["recipe"])).group(1))
+            else:
+                how = ("C = " if r["arm"] == "frozen" else "mean with frozen C = ") + f"{float(r['C']):g}"
+            rows.append([ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]),
+                         f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}",
+                         str(r["device"])])
+        verdicts.append(f"- {ds}: frozen head (C = {float(best['C']):g}) validation loss {f3(best['val_loss'])}, "
+                        f"accuracy {f3(best['val_accuracy'])}; "
+                        + "; ".join(f"{r['arm']} {f3(r['val_loss'])}, {f3(r['val_accuracy'])} "
+                                    f"({'passes' if ok else 'does not pass'})" for r, ok in judged)
+                        + f": **{'adopted: ' + adopted if adopted else 'nothing adopted'}**"
+                        + (f" (training {fint(round(over))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
+                           if over is not None else "") + ".")
+    lines = _table(["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "machine"], rows, "|---|---:|---|---|---:|---:|---:|---:|---|")
+    lines += ["", "By the rule (each candidate against the frozen head at its C of lowest loss; compared rows in "
+              "bold; loss and accuracy):", ""] + verdicts
     return "\n".join(lines) + "\n"
 
 
@@ -992,6 +1051,7 @@ GENERATORS = {
     "tuning-adapt": tuning_adapt,
     "tuning-native": tuning_native,
     "tuning-finetune": tuning_finetune,
+    "tuning-lpft": tuning_lpft,
     "tuning-aspect": tuning_aspect,
     "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,

@@ -1,0 +1,73 @@
+"""LP-FT (docs/tuning.md): the linear probe folded into a softmax layer's weights, and the adoption rule."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from cryptomed import docs
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from tune_finetune import linear_probe  # noqa: E402
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_the_folded_probe_is_a_softmax_layer_giving_the_probes_probabilities(n_classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % n_classes
+    x = rng.normal(5.0, 3.0, (240, 6)) + y[:, None] * rng.normal(0, 2.0, 6)  # not standardised: the fold matters
+    kernel, bias, c, loss = linear_probe(x[:160], y[:160], x[160:], y[160:], n_classes, [0.01, 1.0])
+    assert kernel.shape == (6, n_classes) and bias.shape == (n_classes,) and c in (0.01, 1.0)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced",
+                                                               random_state=0)).fit(x[:160], y[:160])
+    logits = x[160:] @ kernel.astype(np.float64) + bias
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(softmax, probe.predict_proba(x[160:]), atol=1e-4)
+    other = make_pipeline(StandardScaler(), LogisticRegression(C=1.01 - c, max_iter=3000, class_weight="balanced",
+                                                               random_state=0)).fit(x[:160], y[:160])
+    from sklearn.metrics import log_loss
+    assert loss <= log_loss(y[160:], other.predict_proba(x[160:])) + 1e-9  # the C of lowest validation loss
+
+
+def _rows(lpft, average, seconds=100.0, datasets=("d",)):
+    rows = [{"dataset": ds, "arm": arm, "C": c, "val_loss": loss, "val_accuracy": acc,
+             "train_seconds": seconds if arm != "frozen" else 1.0}
+            for ds in datasets
+            for arm, c, (loss, acc) in (("frozen", 0.1, (0.30, 0.90)), ("frozen", 1.0, (0.40, 0.95)),
+                                        ("lpft", float("nan"), lpft), ("lpft_average", 0.1, average))]
+    return pd.DataFrame(rows)
+
+
+def test_the_lpft_rule_adopts_the_passing_candidate_of_lower_loss_within_the_budget():
+    decide = docs.lpft_decisions
+    assert decide(_rows((0.20, 0.90), (0.25, 0.91)))["d"][2] == "lpft"
+    assert decide(_rows((0.20, 0.89), (0.25, 0.91)))["d"][2] == "lpft_average"  # lpft loses accuracy
+    assert decide(_rows((0.20, 0.95), (0.31, 0.99)))["d"][2] == "lpft"  # the average's loss is not lower
+    assert decide(_rows((0.30, 0.95), (0.35, 0.95)))["d"][2] is None
+    frozen, judged, arm, over = decide(_rows((0.20, 0.90), (0.10, 0.90), seconds=300.0, datasets=("a", "b")))["a"]
+    assert frozen["C"] == 0.1 and [ok for _, ok in judged] == [True, True] and arm is None and over == 600.0
+    rows = _rows((0.20, 0.90), (0.10, 0.90), seconds=300.0, datasets=("a", "b"))
+    rows.loc[(rows["dataset"] == "b") & (rows["arm"] != "frozen"), "val_loss"] = 0.5  # b fails: a's 300 s fit
+    assert {ds: d[2] for ds, d in decide(rows).items()} == {"a": "lpft_average", "b": None}
+    with pytest.raises(docs.DocsError, match="needs frozen, lpft and lpft_average rows"):
+        decide(_rows((0.2, 0.9), (0.2, 0.9)).query("arm != 'lpft_average'"))
+
+
+def test_the_lpft_block_prints_every_row_and_the_verdict(tmp_path):
+    rows = _rows((0.20, 0.89), (0.25, 0.91), datasets=("a",)).assign(
+        image_size=224, val_balanced_accuracy=0.9, val_roc_auc=0.99, epochs_run=7, best_epoch=3, device="cpu",
+        recipe=lambda f: np.where(f["arm"] == "frozen", None, "learning_rate=0.0003 probe_C=0.01"))
+    (tmp_path / "tuning").mkdir()
+    rows.to_csv(tmp_path / "tuning/lpft.csv", index=False)
+    block = docs.tuning_lpft(docs.Results(tmp_path), None)
+    assert block.count("\n| a | 224 |") == 4 and "7 epochs (best 3), 100 s; probe C = 0.01" in block
+    assert "mean with frozen C = 0.1" in block and "| **0.300** |" in block and "| 0.400 |" in block
+    assert ("lpft 0.200, 0.890 (does not pass); lpft_average 0.250, 0.910 (passes): **adopted: lpft_average**."
+            in block)
