@@ -44,86 +44,29 @@ AFTER_STAGE = 6
 RECIPE = {"learning_rate": 3e-4, "epochs": 20, "patience": 4, "batch_size": 64, "dropout": 0.3, "seed": 0}
 
 
-def activations(weights, images: np.ndarray, size: int, taps: tuple[str, ...], chunk: int = 256):
-    """(stage-6 activations as float16, pooled taps as float32, seconds) of (N, size, size) uint8 images."""
-    import keras
+def activations(weights, images: np.ndarray, size: int, taps: tuple[str, ...]):
+    """(stage-6 activations as float16, pooled taps as float32, seconds, the full model) of (N, size, size) uint8
+    images, in one pass (cryptomed.transfer.efficientnet_features_and_maps)."""
+    from cryptomed.efficientnet_lite import load_model
+    from cryptomed.transfer import efficientnet_features_and_maps
 
-    from cryptomed.efficientnet_lite import load_model, preprocess_input, stage_output, tap_output
-
-    full = load_model(weights, image_size=size)
-    both = keras.Model(full.input, [stage_output(full, AFTER_STAGE), tap_output(full, taps)])
-    maps, feats, seconds = [], [], 0.0
-    for start in range(0, len(images), chunk):
-        x = preprocess_input(np.repeat(images[start:start + chunk, ..., None], 3, axis=-1))
-        t0 = time.perf_counter()
-        m, f = both.predict(x, batch_size=64, verbose=0)
-        seconds += time.perf_counter() - t0
-        maps.append(np.asarray(m, np.float16))
-        feats.append(np.asarray(f, np.float32))
-        print(f"  activations: {min(start + chunk, len(images))} / {len(images)}", flush=True)
-    return np.concatenate(maps), np.concatenate(feats), seconds, full
-
-
-def linear_probe(f_tr, y_tr, f_va, y_va, n_classes: int, c_grid) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """LP-FT's start: class-balanced logistic regression on standardised features, C of lowest validation log loss,
-    the standardisation folded in. Returns (kernel (d, n_classes), bias (n_classes,), C, its validation loss): a
-    softmax layer with these weights gives the probe's probabilities (binary: logits 0 and the probe's)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    best = None
-    for c in c_grid:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
-                                                                   random_state=0)).fit(f_tr, y_tr)
-        loss = score(y_va, probe.predict_proba(f_va))["val_loss"]
-        if best is None or loss < best[2]:
-            best = (probe, float(c), loss)
-    probe, c, loss = best
-    scaler, lr = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
-    w = lr.coef_ / scaler.scale_  # (1 or n_classes, d)
-    b = lr.intercept_ - w @ scaler.mean_
-    if n_classes == 2:
-        w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
-    return w.T.astype("float32"), b.astype("float32"), c, loss
+    feats, maps, seconds = efficientnet_features_and_maps(weights, images, size, AFTER_STAGE, 64, 256, taps)
+    return maps, feats, seconds, load_model(weights, image_size=size)
 
 
 def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict, probe_c: list | None = None):
     """Stage 7 + head convolution (ImageNet initialised, batch norm frozen) + a new softmax layer on stage-6
-    activations; returns (validation probabilities, epochs run, best epoch, training seconds, probe). ``probe_c``
-    (LP-FT): the softmax layer starts from :func:`linear_probe` on the top's own pooled output, C from this grid;
-    ``probe`` is then (C, its validation loss), else None."""
-    import keras
+    activations (cryptomed.transfer.train_top; ``probe_c``: LP-FT, the softmax started from the linear probe);
+    returns (validation probabilities, epochs run, best epoch, training seconds, (probe C, its validation loss) or
+    None)."""
+    from cryptomed.models import predict_proba
+    from cryptomed.transfer import train_top
 
-    from cryptomed.efficientnet_lite import build_top
-    from cryptomed.models import balanced_class_weight, predict_proba
-
-    keras.utils.set_random_seed(recipe["seed"])
-    top = build_top(full, AFTER_STAGE, maps_tr.shape[1:])
-    for layer in top.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False  # inference mode: ImageNet statistics kept
-    x = keras.layers.Dropout(recipe["dropout"])(top.output)
-    dense = keras.layers.Dense(n_classes, activation="softmax")
-    model = keras.Model(top.input, dense(x))
-    probe = None
-    if probe_c is not None:
-        f_tr, f_va = (np.asarray(top.predict(m.astype("float32"), batch_size=256, verbose=0), np.float64)
-                      for m in (maps_tr, maps_va))
-        kernel, bias, c, loss = linear_probe(f_tr, y_tr, f_va, y_va, n_classes, probe_c)
-        dense.set_weights([kernel, bias])
-        probe = (c, loss)
-    model.compile(keras.optimizers.Adam(recipe["learning_rate"]), "sparse_categorical_crossentropy")
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe["patience"], restore_best_weights=True)
-    t0 = time.perf_counter()
-    hist = model.fit(maps_tr.astype("float32"), y_tr, validation_data=(maps_va.astype("float32"), y_va),
-                     epochs=recipe["epochs"], batch_size=recipe["batch_size"], callbacks=[stop], verbose=2,
-                     class_weight=balanced_class_weight(y_tr, n_classes))
-    seconds = time.perf_counter() - t0
-    losses = hist.history["val_loss"]
+    model, info = train_top(full, AFTER_STAGE, maps_tr, y_tr, maps_va, y_va, n_classes, recipe, probe_c)
     probs, _ = predict_proba(model, maps_va.astype("float32"))
     probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
-    return probs, len(losses), int(np.argmin(losses)) + 1, seconds, probe
+    probe = (info["probe_C"], info["probe_val_loss"]) if probe_c is not None else None
+    return probs, info["epochs_run"], info["best_epoch"], info["train_seconds"], probe
 
 
 def verdict(frame, datasets, budget: bool = True) -> list[str]:

@@ -286,11 +286,11 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     """finetune-cpu: the config/finetune.yaml run's transfer and ensemble rows beside the default run's, the rule's
     record, McNemar against the proposed CNN and between the runs' transfer predictions (matched by id, in any
     order, labels checked); finetune-cpu-line: README's sentence."""
-    root = tmp_path / "results"
-    for run in ("chest_xray", "finetune_cpu/chest_xray"):
+    root = tmp_path / "results"  # the default run it is compared with: the snapshot in default_run/
+    for run in ("finetune_cpu/chest_xray/default_run", "finetune_cpu/chest_xray"):
         for rel in ("metrics", "predictions", "paired_tests.json"):
             (shutil.copytree if rel != "paired_tests.json" else shutil.copy2)(
-                REPO / "results/chest_xray" / rel, root / run / rel)
+                REPO / "results/finetune_cpu/chest_xray/default_run" / rel, root / run / rel)
     new = root / "finetune_cpu/chest_xray"
     record = {"chosen": "fine_tuned", "epochs_run": 9, "best_epoch": 5, "train_seconds": 1234.4,
               "frozen_head_C_lowest_loss": 0.1, "validation_loss_frozen_head": 0.2, "validation_loss_fine_tuned": 0.1,
@@ -322,7 +322,8 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     assert transfer_row.endswith("→ 0.420 (5 / 9) | 0.250 (3 / 0) |")  # against the CNN (default run first), and
     # between the runs: only the default right, on three
     line = docs.finetune_cpu_line(docs.Results(root), None)  # README's sentence: the kept network's test accuracy
-    cnn = docs.f3(json.loads((root / "chest_xray/metrics/aes_cnn.json").read_text())["accuracy"]["value"])
+    cnn = docs.f3(json.loads((root / "finetune_cpu/chest_xray/default_run/metrics/aes_cnn.json").read_text())[
+        "accuracy"]["value"])
     assert "+22 min" in line
     assert f"chest X-ray test accuracy: transfer 0.912 (proposed CNN {cnn}, McNemar p = 0.420)" in line
     record["chosen"] = "frozen_head"

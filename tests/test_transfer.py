@@ -22,7 +22,7 @@ def test_weights_resolution(tmp_path, monkeypatch):
         assert resolve_weights(EFFICIENTNET, mode, None, []) == ("imagenet", EFFICIENTNET_WEIGHTS)
     title = method_title(EFFICIENTNET, "imagenet")
     assert "ImageNet" in title and "EfficientNet-Lite0" in title and "frozen" in title
-    assert method_title(EFFICIENTNET, "imagenet", frozen=False).endswith("(fine-tuned, ImageNet weights)")
+    assert method_title(EFFICIENTNET, "imagenet", "fine-tuned").endswith("(fine-tuned, ImageNet weights)")
     assert "cross-dataset" in method_title("vgg16", "cross_dataset")
 
 

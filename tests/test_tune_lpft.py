@@ -1,16 +1,11 @@
 """LP-FT (docs/tuning.md): the linear probe folded into a softmax layer's weights, and the adoption rule."""
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
 from cryptomed import docs
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from tune_finetune import linear_probe  # noqa: E402
+from cryptomed.transfer import linear_probe
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])

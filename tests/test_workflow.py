@@ -208,6 +208,30 @@ def test_aes_changes_no_prediction_and_baselines_are_real(run):
             ours = np.stack([tuned_test[i] for i in pred["id"]])
             written = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy()
             assert np.allclose(written, ours, atol=1e-9) == (ft["chosen"] == "fine_tuned")
+        # LP-FT on brain MRI only (config/test.yaml): the mean with the frozen head kept or not by the same rule
+        assert ("lpft" in transfer) == (ds == "brain_mri")
+        if ds == "brain_mri":
+            from cryptomed.transfer import logistic_head
+
+            lp = transfer["lpft"]
+            kept = (lp["validation_loss_mean"] < lp["validation_loss_frozen_head"]
+                    and lp["validation_accuracy_mean"] >= lp["validation_accuracy_frozen_head"])
+            assert lp["chosen"] == ("mean" if kept else "frozen_head") and lp["probe_C"] in (0.01, 1.0)
+            assert lp["recipe"]["after_stage"] == 6 and 1 <= lp["best_epoch"] <= lp["epochs_run"] <= 2
+            with np.load(wd / f"results/{ds}/features/efficientnet_lite0.npz") as cached:
+                data = {k: cached[k] for k in ("features", "labels", "splits", "ids", "lpft_probabilities")}
+            assert data["lpft_probabilities"].shape == (len(data["ids"]), 4)
+            np.testing.assert_allclose(data["lpft_probabilities"].sum(axis=1), 1.0, atol=1e-9)
+            tr, te = data["splits"] == "train", data["splits"] == "test"
+            head = logistic_head(lp["frozen_head_C_lowest_loss"]).fit(data["features"][tr], data["labels"][tr])
+            mean = (head.predict_proba(data["features"][te]) + data["lpft_probabilities"][te]) / 2
+            mean = dict(zip(data["ids"][te], mean))
+            pred = pd.read_csv(wd / f"results/{ds}/predictions/efficientnet_lite0_transfer.csv", dtype={"id": str})
+            written = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy()
+            assert np.allclose(written, np.stack([mean[i] for i in pred["id"]]), atol=1e-9) == kept
+            title = json.loads((wd / f"results/{ds}/metrics/efficientnet_lite0_transfer.json").read_text())[
+                "method_title"]
+            assert ("(frozen + LP-FT top, ImageNet weights)" in title) == kept, title
         assert (wd / "results/pretrained/efficientnet_lite0_imagenet.weights.h5").is_file()
         table = (wd / f"results/{ds}/comparison.md").read_text()  # ResNet50 has no ImageNet weights here: said so
         assert "Transfer learning: ResNet50 — not run: no ImageNet weights" in table

@@ -912,6 +912,8 @@ def _machine(prov: dict) -> str:
 
 
 FINETUNE_CPU = "finetune_cpu"  # results/finetune_cpu/<dataset>/: the run of config/finetune.yaml (docs/tuning.md)
+# ... and in <dataset>/default_run/ the files of the default run it was compared with (9c86538's, before LP-FT)
+FINETUNE_BASE = "default_run"
 
 
 def _finetune_runs(res: Results) -> list[str]:
@@ -945,9 +947,9 @@ def finetune_cpu(res: Results, _arg=None) -> str:
     for ds in _finetune_runs(res):
         ft = _finetune_record(res, ds)
         size = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")["transfer"]["image_size"]
-        preds = {run: pd.read_csv(res._need(f"{prefix}{ds}/predictions/efficientnet_lite0_transfer.csv"),
+        preds = {run: pd.read_csv(res._need(f"{FINETUNE_CPU}/{ds}/{part}predictions/efficientnet_lite0_transfer.csv"),
                                   dtype={"id": str}).set_index("id")
-                 for run, prefix in (("default", ""), ("finetune", f"{FINETUNE_CPU}/"))}
+                 for run, part in (("default", f"{FINETUNE_BASE}/"), ("finetune", ""))}
         a, b = preds["default"], preds["finetune"]
         if set(a.index) != set(b.index) or len(a) != len(b):
             raise DocsError(f"{res.dir / FINETUNE_CPU / ds}/predictions/efficientnet_lite0_transfer.csv: its test "
@@ -959,8 +961,9 @@ def finetune_cpu(res: Results, _arg=None) -> str:
                             f"from the default run's, first: record {a.index[a['label'] != b['label']][0]}")
         between = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
         for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
-            base, new = res.metrics(ds, method), res.json(f"{FINETUNE_CPU}/{ds}/metrics/{method}.json")
-            vs = [res.json(f"{prefix}{ds}/paired_tests.json")[method] for prefix in ("", f"{FINETUNE_CPU}/")]
+            base = res.json(f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/metrics/{method}.json")
+            new = res.json(f"{FINETUNE_CPU}/{ds}/metrics/{method}.json")
+            vs = [res.json(f"{FINETUNE_CPU}/{ds}/{part}paired_tests.json")[method] for part in (f"{FINETUNE_BASE}/", "")]
             rows.append([ds, label, f"{f3(base['accuracy']['value'])} → **{f3(new['accuracy']['value'])}** "
                          f"[{f3(new['accuracy']['ci95'][0])}, {f3(new['accuracy']['ci95'][1])}]",
                          f"{f3(base['roc_auc']['value'])} → {f3(new['roc_auc']['value'])}",
@@ -1000,7 +1003,8 @@ def finetune_cpu_line(res: Results, _arg=None) -> str:
                    for m in ("efficientnet_lite0_transfer", "ensemble")}
             vs = res.json(f"{FINETUNE_CPU}/{ds}/paired_tests.json")["efficientnet_lite0_transfer"]["p_value"]
             kept.append(f"{title} test accuracy: transfer {f3(acc['efficientnet_lite0_transfer'])} (proposed CNN "
-                        f"{f3(res.metrics(ds, 'aes_cnn')['accuracy']['value'])}, {_p_text(vs)}), ensemble "
+                        f"{f3(res.json(f'{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/metrics/aes_cnn.json')['accuracy']['value'])}, "
+                        f"{_p_text(vs)}), ensemble "
                         f"{f3(acc['ensemble'])}")
         else:
             frozen.append(title)

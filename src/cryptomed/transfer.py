@@ -78,11 +78,11 @@ def resolve_weights(arch: str, mode: str, weights_dir: str | None, other_dataset
     return "unavailable", "not run: cross-dataset pretraining needs a second dataset in the run"
 
 
-def method_title(arch: str, source: str, frozen: bool = True) -> str:
-    """Comparison-table title of a transfer row, naming where its weights come from and whether the backbone was
-    frozen or fine-tuned."""
+def method_title(arch: str, source: str, how: str = "frozen") -> str:
+    """Comparison-table title of a transfer row, naming where its weights come from and how the backbone was used
+    (``frozen``, ``fine-tuned``, ...)."""
     where = {"imagenet": "ImageNet weights", "cross_dataset": "cross-dataset weights, no ImageNet"}.get(source, source)
-    return f"Transfer learning: {TITLES[arch]} ({'frozen' if frozen else 'fine-tuned'}, {where})"
+    return f"Transfer learning: {TITLES[arch]} ({how}, {where})"
 
 
 def to_backbone_input(images: np.ndarray, size: int, arch: str) -> np.ndarray:
@@ -188,46 +188,132 @@ def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_siz
     to 3 channels and scaled as the weights expect; also the seconds the network took (excluding resizing and a
     warm-up batch).  ``taps``: which layers' pooled activations are concatenated (see
     :func:`cryptomed.efficientnet_lite.load_model`).  Works through the images in chunks so memory stays small."""
-    from .efficientnet_lite import load_model, preprocess_input, tap_width
+    feats, _, seconds = efficientnet_features_and_maps(weights, images, size, None, batch_size, chunk, taps)
+    return feats, seconds
+
+
+def efficientnet_features_and_maps(weights: str, images: np.ndarray, size: int, after_stage: int | None,
+                                   batch_size: int = 64, chunk: int = 512, taps: tuple[str, ...] = ("head",)):
+    """:func:`efficientnet_features` and, in the same pass, the activations at the end of stage ``after_stage``
+    (float16, for :func:`train_top`; None if ``after_stage`` is None). Returns (features, activations, seconds)."""
+    import keras
+
+    from .efficientnet_lite import load_model, preprocess_input, stage_output, tap_output, tap_width
 
     taps = tuple(taps)
-    model = load_model(weights, image_size=size, include_top=False, taps=taps)
+    full = load_model(weights, image_size=size)
+    outputs = [tap_output(full, taps)] + ([stage_output(full, int(after_stage))] if after_stage else [])
+    model = keras.Model(full.input, outputs)
 
     def prepare(batch):
         return preprocess_input(np.repeat(resize_images(batch, size)[..., None], 3, axis=-1))
 
-    out = np.empty((len(images), tap_width(taps)), dtype=np.float32)
+    out, maps = np.empty((len(images), tap_width(taps)), dtype=np.float32), None
     model.predict(prepare(images[:min(len(images), batch_size)]), batch_size=batch_size, verbose=0)
     seconds = 0.0
     for start in range(0, len(images), chunk):
         x = prepare(images[start:start + chunk])
         t0 = time.perf_counter()
-        out[start:start + len(x)] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+        result = model.predict(x, batch_size=batch_size, verbose=0)
         seconds += time.perf_counter() - t0
+        f, m = (result, None) if not after_stage else result
+        out[start:start + len(x)] = np.asarray(f, dtype=np.float32)
+        if m is not None:
+            if maps is None:
+                maps = np.empty((len(images), *m.shape[1:]), dtype=np.float16)
+            maps[start:start + len(x)] = np.asarray(m, dtype=np.float16)
         log.info("features: %d / %d images", min(start + chunk, len(images)), len(images))
-    return out, seconds
+    return out, maps, seconds
+
+
+def linear_probe(f_tr, y_tr, f_va, y_va, n_classes: int, c_grid, seed: int = 0):
+    """LP-FT's start (docs/tuning.md): class-balanced logistic regression on standardised features, C of lowest
+    validation log loss, the standardisation folded in. Returns (kernel (d, n_classes), bias (n_classes,), C, its
+    validation log loss): a softmax layer with these weights gives the probe's probabilities (binary: logits 0 and
+    the probe's)."""
+    from sklearn.metrics import log_loss
+
+    best = None
+    for c in c_grid:
+        probe = logistic_head(float(c), seed).fit(f_tr, y_tr)
+        loss = float(log_loss(y_va, np.clip(probe.predict_proba(f_va), 1e-7, 1), labels=range(n_classes)))
+        if best is None or loss < best[2]:
+            best = (probe, float(c), loss)
+    probe, c, loss = best
+    scaler, lr = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
+    w = lr.coef_ / scaler.scale_  # (1 or n_classes, d)
+    b = lr.intercept_ - w @ scaler.mean_
+    if n_classes == 2:
+        w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+    return w.T.astype("float32"), b.astype("float32"), c, loss
+
+
+def train_top(full_model, after_stage: int, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict,
+              probe_c=None):
+    """The backbone's top (the stages after ``after_stage`` and the head convolution, ImageNet initialised, batch
+    norm frozen) + dropout + a new softmax layer, trained on cached activations (Adam, class-balanced weights, early
+    stopping on validation loss with the best weights restored). ``probe_c`` (LP-FT): the softmax layer starts from
+    :func:`linear_probe` on the top's own pooled output, C from this grid. Returns (model, info)."""
+    import keras
+
+    from .efficientnet_lite import build_top
+    from .models import balanced_class_weight
+
+    keras.utils.set_random_seed(int(recipe["seed"]))
+    top = build_top(full_model, after_stage, maps_tr.shape[1:])
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # inference mode: ImageNet statistics kept
+    x = keras.layers.Dropout(float(recipe["dropout"]))(top.output)
+    dense = keras.layers.Dense(n_classes, activation="softmax")
+    model = keras.Model(top.input, dense(x))
+    info = {}
+    if probe_c is not None:
+        f_tr, f_va = (np.asarray(top.predict(m.astype("float32"), batch_size=256, verbose=0), np.float64)
+                      for m in (maps_tr, maps_va))
+        kernel, bias, c, loss = linear_probe(f_tr, y_tr, f_va, y_va, n_classes, probe_c)
+        dense.set_weights([kernel, bias])
+        info.update(probe_C=c, probe_val_loss=loss)
+    model.compile(keras.optimizers.Adam(float(recipe["learning_rate"])), "sparse_categorical_crossentropy")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(recipe["patience"]),
+                                         restore_best_weights=True)
+    t0 = time.perf_counter()
+    hist = model.fit(maps_tr.astype("float32"), y_tr, validation_data=(maps_va.astype("float32"), y_va),
+                     epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]), callbacks=[stop], verbose=2,
+                     class_weight=balanced_class_weight(y_tr, n_classes))
+    losses = [float(v) for v in hist.history["val_loss"]]
+    info.update(epochs_run=len(losses), best_epoch=int(np.argmin(losses)) + 1, val_loss=float(min(losses)),
+                train_seconds=time.perf_counter() - t0, history={k: [float(v) for v in vals]
+                                                                 for k, vals in hist.history.items()})
+    return model, info
+
+
+def logistic_head(c: float, seed: int = 0):
+    """The transfer baselines' head: standardised features -> class-balanced logistic regression (unfitted)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
+                                                              random_state=seed))
 
 
 def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0, details: dict | None = None):
     """Standardised features -> logistic regression (balanced classes); C by validation balanced accuracy.
 
     Returns (fitted pipeline, chosen C, {C: validation balanced accuracy}); ``details``, if given, is filled with
-    each C's validation log loss and accuracy (``{C: {"loss": ..., "accuracy": ...}}``)."""
-    from sklearn.linear_model import LogisticRegression
+    each C's fitted pipeline, validation log loss and accuracy (``{C: {"model": ..., "loss": ..., "accuracy": ...}}``)."""
     from sklearn.metrics import balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     best, scores = None, {}
     for c in c_grid:
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, class_weight="balanced",
-                                                                   random_state=seed)).fit(f_train, y_train)
+        model = logistic_head(float(c), seed).fit(f_train, y_train)
         scores[float(c)] = float(balanced_accuracy_score(y_val, model.predict(f_val)))
         if details is not None:
             from .metrics import mean_log_loss
 
             probs = model.predict_proba(f_val)
-            details[float(c)] = {"loss": mean_log_loss(y_val, probs),
+            details[float(c)] = {"model": model, "loss": mean_log_loss(y_val, probs),
                                  "accuracy": float(np.mean(probs.argmax(axis=1) == y_val))}
         log.info("  logistic regression C=%g: validation balanced accuracy %.4f", c, scores[float(c)])
         if best is None or scores[float(c)] > scores[best[0]]:

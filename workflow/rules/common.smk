@@ -69,6 +69,13 @@ check_dataset_names("baselines.transfer.efficientnet_lite0.native_input",
                     TRANSFER["efficientnet_lite0"].get("native_input") or [])
 check_dataset_names("baselines.transfer.efficientnet_lite0.finetune.datasets",
                     TRANSFER["efficientnet_lite0"]["finetune"]["datasets"])
+check_dataset_names("baselines.transfer.efficientnet_lite0.lpft.datasets",
+                    TRANSFER["efficientnet_lite0"]["lpft"]["datasets"])
+_BOTH = sorted(set(TRANSFER["efficientnet_lite0"]["finetune"]["datasets"])
+               & set(TRANSFER["efficientnet_lite0"]["lpft"]["datasets"]))
+if _BOTH:
+    raise WorkflowError(f"baselines.transfer.efficientnet_lite0: {', '.join(_BOTH)} listed under both finetune.datasets "
+                        "and lpft.datasets; the transfer baseline uses one of them per dataset: remove it from one list")
 check_dataset_names("train.flip_tta", config["train"]["flip_tta"])
 check_dataset_names("preprocess.test_like_validation", config["preprocess"]["test_like_validation"])
 check_dataset_names("evaluate.adapt_batchnorm", config["evaluate"]["adapt_batchnorm"])
@@ -213,6 +220,8 @@ def efficientnet_feature_params(wildcards):
               "native_input": wildcards.dataset in (cfg.get("native_input") or [])}
     if params["native_input"]:  # the source images are resized as the preprocessing resizes them
         params.update(aspect=config["preprocess"]["aspect"], resample=config["preprocess"]["resample"])
+    if wildcards.dataset in cfg["lpft"]["datasets"]:  # the LP-FT top, trained on the same pass's activations
+        params.update(lpft={k: v for k, v in cfg["lpft"].items() if k != "datasets"}, C=cfg["C"])
     return params
 
 
@@ -233,9 +242,10 @@ def finetune_params(wildcards):
 
 
 def finetune_input_params(wildcards):
-    """The images fine-tuning reads: the features' input settings without their taps and batch size (a change of
-    the frozen features' layers never reruns the fine-tuning)."""
-    return {k: v for k, v in efficientnet_feature_params(wildcards).items() if k not in ("taps", "batch_size")}
+    """The images fine-tuning reads: the features' input settings without their taps, batch size and LP-FT (a change
+    of the frozen features' layers never reruns the fine-tuning)."""
+    return {k: v for k, v in efficientnet_feature_params(wildcards).items()
+            if k not in ("taps", "batch_size", "lpft", "C")}
 
 
 def efficientnet_transfer_inputs(wildcards):

@@ -25,6 +25,8 @@ rule convert_efficientnet:
 rule transfer_features:
     # Frozen ImageNet features of every image, once per dataset: the head can change without recomputing them.
     # Datasets in native_input: from the source images resized to the backbone's size, not the arrays upsampled.
+    # Datasets in lpft.datasets: the same pass's stage activations also train the LP-FT top (its probabilities
+    # stored beside the features), which the baseline may average with the frozen head.
     input:
         unpack(transfer_feature_inputs),
     output:
