@@ -66,3 +66,45 @@ def test_the_lpft_block_prints_every_row_and_the_verdict(tmp_path):
     assert "mean with frozen C = 0.1" in block and "| **0.300** |" in block and "| 0.400 |" in block
     assert ("lpft 0.200, 0.890 (does not pass); lpft_average 0.250, 0.910 (passes): **adopted: lpft_average**."
             in block)
+
+
+def test_the_lpft_test_block_reads_the_pipelines_record_and_compares_with_the_run_before(tmp_path):
+    import json
+    import shutil
+
+    from conftest import REPO
+
+    snapshot = REPO / "results/finetune_cpu/chest_xray/default_run"
+    root = tmp_path / "results"
+    for run in ("finetune_cpu/chest_xray/default_run", "chest_xray"):
+        shutil.copytree(snapshot, root / run)
+    path = root / "chest_xray/metrics/efficientnet_lite0_transfer.json"
+    metrics = json.loads(path.read_text())
+    record = {"probe_C": 0.1, "epochs_run": 9, "best_epoch": 5, "train_seconds": 173.4, "chosen": "mean",
+              "frozen_head_C_lowest_loss": 0.1, "validation_loss_frozen_head": 0.0794, "validation_loss_lpft_top": 0.098,
+              "validation_loss_mean": 0.0774, "validation_accuracy_frozen_head": 0.9656,
+              "validation_accuracy_lpft_top": 0.9618, "validation_accuracy_mean": 0.9656,
+              "provenance": {"cpu": {"logical_cpus": 2, "model_name": "AMD EPYC"}, "backend": "tensorflow", "threads": 2}}
+    metrics["transfer"]["lpft"] = record
+    metrics["accuracy"] = {"value": 0.8512, "ci95": [0.82, 0.88]}
+    path.write_text(json.dumps(metrics))
+    preds = root / "chest_xray/predictions/efficientnet_lite0_transfer.csv"
+    frame = pd.read_csv(preds, dtype={"id": str})
+    wrong = frame.index[frame["predicted"] != frame["label"]][:4]
+    frame.loc[wrong, "predicted"] = frame.loc[wrong, "label"]  # four the run before got wrong, now right
+    frame.to_csv(preds, index=False)
+    text = docs.lpft_test(docs.Results(root), None)
+    assert ("probe C = 0.1) ran 9 epochs (best 5) in 173 s; validation loss 0.079 (frozen head, C = 0.1), 0.098 "
+            "(LP-FT top), 0.077 (their mean); accuracy 0.966, 0.962, 0.966: **mean kept**") in text
+    row = next(r for r in text.splitlines() if r.startswith("| chest_xray | transfer |"))
+    old = json.loads((snapshot / "metrics/efficientnet_lite0_transfer.json").read_text())["accuracy"]["value"]
+    assert row.startswith(f"| chest_xray | transfer | {docs.f3(old)} → **0.851** [0.820, 0.880] |")
+    assert row.endswith("| 0.125 (0 / 4) |")  # between the runs: only the new one right, on four
+    record["chosen"] = "frozen_head"
+    path.write_text(json.dumps(metrics))
+    assert "**frozen head kept**" in docs.lpft_test(docs.Results(root), None)
+    assert "| chest_xray |" not in docs.lpft_test(docs.Results(root), None)  # no test rows for an unchanged row
+    del metrics["transfer"]["lpft"]
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(docs.DocsError, match="no transfer metrics with an LP-FT record"):
+        docs.lpft_test(docs.Results(root), None)

@@ -309,32 +309,29 @@ def test_finetune_benchmark_scores_both_arms_on_validation_without_the_test_imag
 
     wd, _ = run
     _raw_without_test(wd, "brain_mri", tmp_path / "raw")
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
-                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path),
-                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
-                          cwd=wd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def tune(*arm):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
+                               "config/test.yaml", "--epochs", "1", "--out", str(tmp_path), *arm,
+                               "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
+                              cwd=wd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    proc = tune()
     rows = pd.read_csv(tmp_path / "finetune.csv")
     assert sorted(set(rows["arm"])) == ["finetune", "frozen"] and set(rows["C"].dropna()) == {0.01, 1.0}
     assert (rows["val_images"] > 0).all() and rows["val_loss"].notna().all()
     assert re.search(r"^brain_mri: validation loss .*: (not )?adopted$", proc.stdout, re.M), proc.stdout[-2000:]
     # --arm images: the pipeline's own fine-tuning (the GPU configurations' recipe) against the same frozen head
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
-                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path), "--arm", "images",
-                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
-                          cwd=wd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = tune("--arm", "images")
     images = pd.read_csv(tmp_path / "finetune_images.csv")
     assert sorted(set(images["arm"])) == ["finetune_images", "frozen"] and (images["epochs_run"] <= 1).all()
     assert "from_stage=6" in images["recipe"].dropna().iloc[0]
     assert re.search(r"^brain_mri: validation loss .*: (not )?kept$", proc.stdout, re.M), proc.stdout[-2000:]
     assert "over the budget" not in proc.stdout  # the pipeline's choice has no time condition
     # --arm lpft: the top started from the linear probe, and its mean with the frozen head at its C of lowest loss
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/tune_finetune.py"), "--config", "config.yaml",
-                           "config/test.yaml", "--epochs", "1", "--out", str(tmp_path), "--arm", "lpft",
-                           "--dataset", "brain_mri", "--raw", str(tmp_path / "raw"), "--threads", "1"],
-                          cwd=wd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = tune("--arm", "lpft")
     lpft = pd.read_csv(tmp_path / "lpft.csv")
     assert sorted(set(lpft["arm"])) == ["frozen", "lpft", "lpft_average"] and lpft["val_loss"].notna().all()
     frozen = lpft[lpft["arm"] == "frozen"]

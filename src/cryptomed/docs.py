@@ -937,41 +937,14 @@ def _rule_seconds(res: Results, ds: str) -> float:
 
 
 def finetune_cpu(res: Results, _arg=None) -> str:
-    """The run of ``config/finetune.yaml`` (``results/finetune_cpu/<dataset>/``) beside the default run's files:
-    per dataset the validation rule's record (frozen head against fine-tuned network), the network kept, and the test
-    scores of the transfer row and the ensemble in both runs, McNemar's test between the runs' transfer rows
-    (records matched by id, labels checked) and against the proposed CNN in each run."""
-    from .reporting import mcnemar
-
+    """The run of ``config/finetune.yaml`` (``results/finetune_cpu/<dataset>/``) beside the default run it ran with
+    (its files in ``<dataset>/default_run/``): per dataset the validation rule's record (frozen head against
+    fine-tuned network), the network kept, and :func:`_runs_compared`'s test rows."""
     rows, notes = [], []
     for ds in _finetune_runs(res):
         ft = _finetune_record(res, ds)
         size = res.json(f"{FINETUNE_CPU}/{ds}/metrics/efficientnet_lite0_transfer.json")["transfer"]["image_size"]
-        preds = {run: pd.read_csv(res._need(f"{FINETUNE_CPU}/{ds}/{part}predictions/efficientnet_lite0_transfer.csv"),
-                                  dtype={"id": str}).set_index("id")
-                 for run, part in (("default", f"{FINETUNE_BASE}/"), ("finetune", ""))}
-        a, b = preds["default"], preds["finetune"]
-        if set(a.index) != set(b.index) or len(a) != len(b):
-            raise DocsError(f"{res.dir / FINETUNE_CPU / ds}/predictions/efficientnet_lite0_transfer.csv: its test "
-                            f"records differ from the default run's ({len(set(a.index) ^ set(b.index))} ids in one "
-                            "only)")
-        b = b.loc[a.index]
-        if not (a["label"] == b["label"]).all():
-            raise DocsError(f"{res.dir / FINETUNE_CPU / ds}/predictions/efficientnet_lite0_transfer.csv: labels differ "
-                            f"from the default run's, first: record {a.index[a['label'] != b['label']][0]}")
-        between = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
-        for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
-            base = res.json(f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/metrics/{method}.json")
-            new = res.json(f"{FINETUNE_CPU}/{ds}/metrics/{method}.json")
-            vs = [res.json(f"{FINETUNE_CPU}/{ds}/{part}paired_tests.json")[method] for part in (f"{FINETUNE_BASE}/", "")]
-            rows.append([ds, label, f"{f3(base['accuracy']['value'])} → **{f3(new['accuracy']['value'])}** "
-                         f"[{f3(new['accuracy']['ci95'][0])}, {f3(new['accuracy']['ci95'][1])}]",
-                         f"{f3(base['roc_auc']['value'])} → {f3(new['roc_auc']['value'])}",
-                         f"{f3(base['specificity']['value'])} → {f3(new['specificity']['value'])}",
-                         " → ".join(f"{fp(t['p_value'])} ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
-                                    for t in vs),
-                         fp(between["p_value"]) + f" ({between['only_proposed_correct']} / "
-                         f"{between['only_baseline_correct']})" if label == "transfer" else ""])
+        rows += _runs_compared(res, ds, f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/", f"{FINETUNE_CPU}/{ds}/")
         training = res.json(f"{FINETUNE_CPU}/{ds}/training/efficientnet_lite0_finetune.json")
         notes.append(f"- {ds} ({size} px): the fine-tuned network ran {ft['epochs_run']} epochs (best "
                      f"{ft['best_epoch']}) in {fint(round(ft['train_seconds']))} s of training "
@@ -987,6 +960,74 @@ def finetune_cpu(res: Results, _arg=None) -> str:
              "transfer rows, default run first):", ""]
     lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar: proposed CNN vs this row",
                      "McNemar: default run vs this run"], rows, "|---|---|---|---|---|---|---|")
+    return "\n".join(lines) + "\n"
+
+
+def _runs_compared(res: Results, ds: str, base: str, new: str) -> list[list[str]]:
+    """Table rows of the transfer row and the ensemble of two runs of ``ds`` (folders ``base`` and ``new`` under
+    results/, each with metrics/, paired_tests.json and the transfer row's predictions): test accuracy with its CI,
+    ROC-AUC and specificity in both, McNemar's test against the proposed CNN in each and between the runs' transfer
+    rows (records matched by id, labels checked)."""
+    from .reporting import mcnemar
+
+    where = f"{res.dir / new}predictions/efficientnet_lite0_transfer.csv"
+    a, b = (pd.read_csv(res._need(f"{run}predictions/efficientnet_lite0_transfer.csv"), dtype={"id": str})
+            .set_index("id") for run in (base, new))
+    if set(a.index) != set(b.index) or len(a) != len(b):
+        raise DocsError(f"{where}: its test records differ from the default run's ({len(set(a.index) ^ set(b.index))} "
+                        "ids in one only)")
+    b = b.loc[a.index]
+    if not (a["label"] == b["label"]).all():
+        raise DocsError(f"{where}: labels differ from the default run's, first: record "
+                        f"{a.index[a['label'] != b['label']][0]}")
+    between = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
+    rows = []
+    for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
+        old, now = (res.json(f"{run}metrics/{method}.json") for run in (base, new))
+        vs = [res.json(f"{run}paired_tests.json")[method] for run in (base, new)]
+        rows.append([ds, label, f"{f3(old['accuracy']['value'])} → **{f3(now['accuracy']['value'])}** "
+                     f"[{f3(now['accuracy']['ci95'][0])}, {f3(now['accuracy']['ci95'][1])}]",
+                     f"{f3(old['roc_auc']['value'])} → {f3(now['roc_auc']['value'])}",
+                     f"{f3(old['specificity']['value'])} → {f3(now['specificity']['value'])}",
+                     " → ".join(f"{fp(t['p_value'])} ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
+                                for t in vs),
+                     fp(between["p_value"]) + f" ({between['only_proposed_correct']} / "
+                     f"{between['only_baseline_correct']})" if label == "transfer" else ""])
+    return rows
+
+
+def lpft_test(res: Results, _arg=None) -> str:
+    """LP-FT in the default run: per dataset whose transfer metrics hold a ``transfer.lpft`` record, the pipeline's
+    validation rule (frozen head, LP-FT top, their mean) and what it kept, then :func:`_runs_compared`'s test rows
+    against the default run before LP-FT (``results/finetune_cpu/<dataset>/default_run/``)."""
+    rows, notes = [], []
+    for ds in DATASET_ORDER:
+        if not (res.dir / ds / "metrics/efficientnet_lite0_transfer.json").is_file():
+            continue
+        transfer = res.metrics(ds, "efficientnet_lite0_transfer")["transfer"]
+        if "lpft" not in transfer:
+            continue
+        lp = transfer["lpft"]
+        notes.append(f"- {ds} ({transfer['image_size']} px): the LP-FT top (probe C = {lp['probe_C']:g}) ran "
+                     f"{lp['epochs_run']} epochs (best {lp['best_epoch']}) in {fint(round(lp['train_seconds']))} s; "
+                     f"validation loss {f3(lp['validation_loss_frozen_head'])} (frozen head, C = "
+                     f"{lp['frozen_head_C_lowest_loss']:g}), {f3(lp['validation_loss_lpft_top'])} (LP-FT top), "
+                     f"{f3(lp['validation_loss_mean'])} (their mean); accuracy "
+                     f"{f3(lp['validation_accuracy_frozen_head'])}, {f3(lp['validation_accuracy_lpft_top'])}, "
+                     f"{f3(lp['validation_accuracy_mean'])}: **{'mean kept' if lp['chosen'] == 'mean' else 'frozen head kept'}**"
+                     f" ({_machine(lp['provenance'])}).")
+        if lp["chosen"] == "mean":
+            rows += _runs_compared(res, ds, f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/", f"{ds}/")
+    if not notes:
+        raise DocsError(f"{res.dir}: no transfer metrics with an LP-FT record (baselines.transfer.efficientnet_lite0."
+                        "lpft.datasets in the default run)")
+    lines = ["Validation, by the pipeline's rule:", "", *notes]
+    if rows:
+        lines += ["", "Test, evaluated once (the default run before LP-FT → this default run; accuracy with its 95% "
+                  "CI; McNemar: p (only the first / only the second correct), against the proposed CNN of the same "
+                  "run, and between the two runs' transfer rows, the run before first):", ""]
+        lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar: proposed CNN vs this row",
+                         "McNemar: before vs now"], rows, "|---|---|---|---|---|---|---|")
     return "\n".join(lines) + "\n"
 
 
@@ -1062,6 +1103,7 @@ GENERATORS = {
     "seeds": seeds,
     "finetune-cpu": finetune_cpu,
     "finetune-cpu-line": finetune_cpu_line,
+    "lpft-test": lpft_test,
 }
 
 
