@@ -15,7 +15,7 @@ One row per (dataset, arm, C) goes to ``OUT/finetune.csv``, and the rule's verdi
     python benchmarks/tune_finetune.py --dataset chest_xray brain_mri --out results/tuning
 
 ``--arm lpft`` (the LP-FT section of docs/tuning.md): the same top, its softmax layer started from the linear probe
-(:func:`linear_probe`), and the mean of its probabilities and the frozen head's at that head's C of lowest loss;
+(cryptomed.transfer.linear_probe), and the mean of its probabilities and the frozen head's at that head's C of lowest loss;
 rows to ``OUT/lpft.csv``, verdict by :func:`lpft_decisions`.
 
 ``--arm images`` (a diagnostic of the GPU configurations' recipe, ``baselines.transfer.efficientnet_lite0.finetune``):
@@ -105,11 +105,8 @@ def main() -> None:
     from cryptomed.models import configure_backend
 
     configure_backend(None, args.threads)
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from cryptomed.data import source_images
+    from cryptomed.transfer import logistic_head
 
     config = load_config(args.config)
     pre, eff = config["preprocess"], config["baselines"]["transfer"]["efficientnet_lite0"]
@@ -135,8 +132,7 @@ def main() -> None:
                   "extract_seconds": seconds, "device": args.device}
         frozen_probs = {}
         for c in eff["C"]:
-            head = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000,
-                                                                      class_weight="balanced", random_state=0))
+            head = logistic_head(float(c))
             t0 = time.perf_counter()
             head.fit(feats[tr], labels[tr])
             frozen_probs[float(c)] = head.predict_proba(feats[va])

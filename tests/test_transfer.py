@@ -205,3 +205,29 @@ def test_the_fine_tuned_network_is_kept_by_the_rule_aligned_by_record_id(tmp_pat
         _choose_finetuned(tuned(good, drop="t1"), per_c, y_val, val_ids, test_ids)
     with pytest.raises(CryptomedError, match=r"tuned.npz: 1 validation labels differ.*record v2"):
         _choose_finetuned(tuned(good, labels=np.array([0, 1, 0, 0])), per_c, y_val, val_ids, test_ids)
+
+
+def test_the_lpft_top_starts_where_the_probe_ends(tmp_path):
+    """train_top with probe_c: before any step (learning rate 0) the network's probabilities are the linear probe's
+    on the top's own pooled output; without it the softmax starts elsewhere."""
+    import keras
+
+    from cryptomed.efficientnet_lite import load_model, preprocess_input, stage_output
+    from cryptomed.transfer import logistic_head, train_top
+
+    full = load_model(_converted_weights(tmp_path), image_size=64)
+    rng = np.random.default_rng(0)
+    x = preprocess_input(rng.integers(0, 256, (48, 64, 64, 3)).astype("float32"))
+    maps = np.asarray(keras.Model(full.input, stage_output(full, 6)).predict(x, verbose=0), np.float16)
+    y = np.arange(48) % 2
+    recipe = {"seed": 0, "dropout": 0.3, "learning_rate": 0.0, "epochs": 1, "patience": 1, "batch_size": 16}
+    model, info = train_top(full, 6, maps[:32], y[:32], maps[32:], y[32:], 2, recipe, probe_c=[0.1, 1.0])
+    assert info["probe_C"] in (0.1, 1.0) and info["epochs_run"] == 1
+    pooled = keras.Model(model.input, model.get_layer("avg_pool").output)
+    feats = np.asarray(pooled.predict(maps.astype("float32"), verbose=0), np.float64)
+    probe = logistic_head(info["probe_C"]).fit(feats[:32], y[:32])
+    probs = np.asarray(model.predict(maps[32:].astype("float32"), verbose=0), np.float64)
+    np.testing.assert_allclose(probs, probe.predict_proba(feats[32:]), atol=1e-3)
+    random_start, _ = train_top(full, 6, maps[:32], y[:32], maps[32:], y[32:], 2, recipe)
+    assert np.abs(np.asarray(random_start.predict(maps[32:].astype("float32"), verbose=0))
+                  - probe.predict_proba(feats[32:])).max() > 1e-2

