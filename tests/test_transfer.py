@@ -121,6 +121,12 @@ def test_efficientnet_features_of_grayscale_images(tmp_path):
     x = E.preprocess_input(np.repeat(resized[..., None], 3, axis=-1))
     expected = np.asarray(block4.predict(x, verbose=0)).mean(axis=(1, 2))
     assert np.allclose(multi[:, :40], expected, atol=1e-4)
+    # with a stage's activations from the same pass (LP-FT): the same features, and the maps that stage ends in
+    from cryptomed.transfer import efficientnet_features_and_maps
+
+    both, maps, _ = efficientnet_features_and_maps(str(weights), imgs[:4], 64, 3, batch_size=4, taps=taps)
+    assert np.allclose(both, multi, atol=1e-5) and maps.dtype == np.float16 and maps.shape == (4, 8, 8, 40)
+    assert np.allclose(maps.astype(np.float32).mean(axis=(1, 2)), expected, atol=1e-2)
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 feature tap 'stage9'"):
         efficientnet_features(str(weights), imgs[:1], 64, taps=("stage9",))
 

@@ -202,8 +202,8 @@ def efficientnet_features_and_maps(weights: str, images: np.ndarray, size: int, 
 
     taps = tuple(taps)
     full = load_model(weights, image_size=size)
-    outputs = [tap_output(full, taps)] + ([stage_output(full, int(after_stage))] if after_stage else [])
-    model = keras.Model(full.input, outputs)
+    pooled = tap_output(full, taps)
+    model = keras.Model(full.input, [pooled, stage_output(full, int(after_stage))] if after_stage else pooled)
 
     def prepare(batch):
         return preprocess_input(np.repeat(resize_images(batch, size)[..., None], 3, axis=-1))
