@@ -411,8 +411,10 @@ def test_nothing_to_do_after_a_complete_run(run):
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      taps: [head]\n",  # the frozen features' layers only
      {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
       "all"}),
+    # the C grid: the heads, and the LP-FT dataset's features rule too (its probe's C comes from this grid)
     ("baselines:\n  transfer:\n    efficientnet_lite0:\n      C: [0.1]\n",
-     {"baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results", "all"}),
+     {"transfer_features", "baseline_efficientnet_transfer", "baseline_ensemble", "compare_baselines", "plot_results",
+      "all"}),
 ])
 def test_config_change_reruns_only_what_it_affects(run, override, expected):
     wd, _ = run
@@ -432,20 +434,24 @@ def test_native_input_reruns_only_the_dataset_it_changes(run, native, dataset):
     assert f"results/{dataset}/features/efficientnet_lite0.npz" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("finetune,jobs,dataset", [
-    ("{datasets: [chest_xray, brain_mri]}", 1, "brain_mri"),  # a dataset added: only it is fine-tuned
-    ("{epochs: 3}", 1, "chest_xray"),  # the recipe changed: the fine-tuned dataset again
-    ("{datasets: []}", 0, "chest_xray"),  # none: the chest X-ray baseline goes back to its frozen head
+@pytest.mark.parametrize("change,jobs,features,dataset", [
+    # brain MRI moved from LP-FT to fine-tuning: only it is fine-tuned, and its features rerun without the LP-FT top
+    ("finetune: {datasets: [chest_xray, brain_mri]}\n      lpft: {datasets: []}", 1, 1, "brain_mri"),
+    ("finetune: {epochs: 3}", 1, 0, "chest_xray"),  # the recipe changed: the fine-tuned dataset again
+    ("finetune: {datasets: []}", 0, 0, "chest_xray"),  # none: the chest X-ray baseline goes back to its frozen head
+    ("lpft: {epochs: 3}", 0, 1, "brain_mri"),  # the LP-FT recipe changed: only the LP-FT dataset's features rule
 ])
-def test_finetune_reruns_only_the_dataset_it_changes(run, finetune, jobs, dataset):
+def test_finetune_reruns_only_the_dataset_it_changes(run, change, jobs, features, dataset):
     wd, _ = run
-    (wd / "config/change.yaml").write_text(f"baselines:\n  transfer:\n    efficientnet_lite0:\n      finetune: {finetune}\n")
+    (wd / "config/change.yaml").write_text(f"baselines:\n  transfer:\n    efficientnet_lite0:\n      {change}\n")
     proc = snakemake(wd, extra=["-n"], configs=["config/test.yaml", "config/change.yaml"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     planned = planned_jobs(proc)
     assert planned.get("finetune_efficientnet", 0) == jobs and planned["baseline_efficientnet_transfer"] == 1
     assert f"results/{dataset}/metrics/efficientnet_lite0_transfer.json" in proc.stdout + proc.stderr
-    assert "transfer_features" not in planned
+    assert planned.get("transfer_features", 0) == features
+    if features:
+        assert f"results/{dataset}/features/efficientnet_lite0.npz" in proc.stdout + proc.stderr
 
 
 @contextlib.contextmanager
