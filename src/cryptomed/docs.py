@@ -749,41 +749,22 @@ def tuning_native(res: Results, arg: str | None) -> str:
 FINETUNE_BUDGET_S = 9 * 60  # between the last full run (31.0 min) and the 40-minute budget (docs/tuning.md)
 
 
-def finetune_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
-    """The fine-tuning rule (docs/tuning.md) on ``results/tuning/finetune.csv``'s rows: per dataset (the frozen
-    head's row at its C of lowest validation loss, the fine-tuned row, adopted, training seconds of the passing
-    datasets when over ``budget_s`` else None). Fine-tuning passes by :func:`cryptomed.transfer.finetune_kept`; the
-    passing datasets are adopted if their training fits the budget together (``budget_s``; None: no
-    time condition, as the pipeline's choice in the GPU configurations)."""
-    from .transfer import finetune_kept
-
-    passed = {}
-    for ds, part in frame.groupby("dataset", sort=False):
-        frozen, tuned = part[part["arm"] == "frozen"], part[part["arm"] == "finetune"]
-        if frozen.empty or tuned.empty:
-            raise DocsError(f"results/tuning/finetune.csv: {ds} needs frozen and finetune rows")
-        best, ft = frozen.loc[frozen["val_loss"].idxmin()], tuned.iloc[0]
-        passed[ds] = (best, ft, finetune_kept(best["val_loss"], best["val_accuracy"], ft["val_loss"],
-                                              ft["val_accuracy"]))
-    seconds = sum(ft["train_seconds"] for _, ft, ok in passed.values() if ok)
-    over = seconds if budget_s is not None and seconds > budget_s else None
-    return {ds: (best, ft, ok and over is None, over if ok else None) for ds, (best, ft, ok) in passed.items()}
-
-
-def lpft_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
-    """The LP-FT rule (docs/tuning.md) on ``results/tuning/lpft.csv``'s rows: per dataset (the frozen head's row at
-    its C of lowest validation loss, [(candidate row, passes)] for ``lpft`` and ``lpft_average``, the adopted arm or
-    None, the ``lpft`` training seconds of the passing datasets when over ``budget_s`` else None). A candidate passes
-    by :func:`cryptomed.transfer.finetune_kept`; of those passing, the lower validation loss is adopted, if the
-    passing datasets' ``lpft`` training fits the budget together."""
+def _rule_decisions(frame: pd.DataFrame, arms: tuple[str, ...], name: str, budget_s: float | None) -> dict:
+    """The shared core of the fine-tuning and LP-FT rules (docs/tuning.md) on a tuning CSV's rows: per dataset, each
+    candidate arm against the frozen head at its C of lowest validation loss by
+    :func:`cryptomed.transfer.finetune_kept`; of those passing, the lower validation loss is adopted, provided the
+    passing datasets' training (the first arm's ``train_seconds``) fits ``budget_s`` together (None: no time
+    condition). Returns {dataset: (frozen row, [(candidate row, passes)], adopted arm or None, training seconds of
+    the passing datasets when over the budget else None)}."""
     from .transfer import finetune_kept
 
     judged = {}
     for ds, part in frame.groupby("dataset", sort=False):
         frozen = part[part["arm"] == "frozen"]
-        candidates = [part[part["arm"] == arm] for arm in ("lpft", "lpft_average")]
+        candidates = [part[part["arm"] == arm] for arm in arms]
         if frozen.empty or any(c.empty for c in candidates):
-            raise DocsError(f"results/tuning/lpft.csv: {ds} needs frozen, lpft and lpft_average rows")
+            names = ["frozen", *arms]
+            raise DocsError(f"results/tuning/{name}: {ds} needs {', '.join(names[:-1])} and {names[-1]} rows")
         best = frozen.loc[frozen["val_loss"].idxmin()]
         rows = [(c.iloc[0], finetune_kept(best["val_loss"], best["val_accuracy"], c.iloc[0]["val_loss"],
                                           c.iloc[0]["val_accuracy"])) for c in candidates]
@@ -793,6 +774,34 @@ def lpft_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET
     over = seconds if budget_s is not None and seconds > budget_s else None
     return {ds: (best, rows, arm if over is None else None, over if arm else None)
             for ds, (best, rows, arm) in judged.items()}
+
+
+def finetune_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
+    """The fine-tuning rule (docs/tuning.md) on ``results/tuning/finetune.csv``'s rows: per dataset (the frozen
+    head's row at its C of lowest validation loss, the fine-tuned row, adopted, training seconds of the passing
+    datasets when over ``budget_s`` else None), by :func:`_rule_decisions` with the one arm ``finetune`` (``budget_s``
+    None: no time condition, as the pipeline's choice in the GPU configurations)."""
+    return {ds: (best, rows[0][0], arm is not None, over)
+            for ds, (best, rows, arm, over) in _rule_decisions(frame, ("finetune",), "finetune.csv", budget_s).items()}
+
+
+def lpft_decisions(frame: pd.DataFrame, budget_s: float | None = FINETUNE_BUDGET_S) -> dict:
+    """The LP-FT rule (docs/tuning.md) on ``results/tuning/lpft.csv``'s rows: :func:`_rule_decisions` with the arms
+    ``lpft`` and ``lpft_average`` (the average's training is the ``lpft`` top's)."""
+    return _rule_decisions(frame, ("lpft", "lpft_average"), "lpft.csv", budget_s)
+
+
+def _tuning_row(ds: str, r, how: str, bold: bool) -> list[str]:
+    """A row of the fine-tuning and LP-FT tables: dataset, input size, arm, ``how``, validation scores (the loss in
+    bold where the rule compared it) and the machine."""
+    mark = "**" if bold else ""
+    return [ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]),
+            f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}", str(r["device"])]
+
+
+TUNING_HEAD = ["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+               "machine"]
+TUNING_ALIGN = "|---|---:|---|---|---:|---:|---:|---:|---|"
 
 
 def tuning_finetune(res: Results, arg: str | None) -> str:
@@ -809,12 +818,9 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
     for ds, part in frame.groupby("dataset", sort=False):
         best, ft = decisions[ds][:2]
         for _, r in part.iterrows():
-            mark = "**" if r.name in (best.name, ft.name) else ""
             how = (f"C = {float(r['C']):g}" if r["arm"] == "frozen" else
                    f"{int(r['epochs_run'])} epochs (best {int(r['best_epoch'])}), {fint(round(r['train_seconds']))} s")
-            rows.append([ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]),
-                         f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}",
-                         str(r["device"])])
+            rows.append(_tuning_row(ds, r, how, r.name in (best.name, ft.name)))
     verdicts = [f"- {ds}: validation loss {f3(best['val_loss'])} (frozen) → {f3(ft['val_loss'])} (fine-tuned), "
                 f"accuracy {f3(best['val_accuracy'])} → {f3(ft['val_accuracy'])}: **"
                 + ({True: "kept", False: "not kept"} if images else {True: "adopted", False: "not adopted"})[adopted]
@@ -822,8 +828,7 @@ def tuning_finetune(res: Results, arg: str | None) -> str:
                 + (f" (training {fint(round(over))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
                    if over is not None else "") + "."
                 for ds, (best, ft, adopted, over) in decisions.items()]
-    lines = _table(["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
-                    "machine"], rows, "|---|---:|---|---|---:|---:|---:|---:|---|")
+    lines = _table(TUNING_HEAD, rows, TUNING_ALIGN)
     lines += ["", "By the rule (the frozen head at its C of lowest loss; both compared rows in bold)"
               + (", as the pipeline applies it to the fine-tuned network (no time condition):" if images else ":"),
               ""] + verdicts
@@ -840,7 +845,6 @@ def tuning_lpft(res: Results, arg: str | None) -> str:
     for ds, part in frame.groupby("dataset", sort=False):
         best, judged, adopted, over = decisions[ds]
         for _, r in part.iterrows():
-            mark = "**" if r.name == best.name or r["arm"] != "frozen" else ""
             if r["arm"] == "lpft":
                 probe = re.search(r"probe_C=(\S+)", str(r["recipe"]))
                 if not probe:
@@ -850,9 +854,7 @@ def tuning_lpft(res: Results, arg: str | None) -> str:
                        f"{fint(round(r['train_seconds']))} s; probe C = {probe.group(1)}")
             else:
                 how = ("C = " if r["arm"] == "frozen" else "mean with frozen C = ") + f"{float(r['C']):g}"
-            rows.append([ds, str(int(r["image_size"])), r["arm"], how, f3(r["val_accuracy"]),
-                         f3(r["val_balanced_accuracy"]), f3(r["val_roc_auc"]), f"{mark}{f3(r['val_loss'])}{mark}",
-                         str(r["device"])])
+            rows.append(_tuning_row(ds, r, how, r.name == best.name or r["arm"] != "frozen"))
         verdicts.append(f"- {ds}: frozen head (C = {float(best['C']):g}) validation loss {f3(best['val_loss'])}, "
                         f"accuracy {f3(best['val_accuracy'])}; "
                         + "; ".join(f"{r['arm']} {f3(r['val_loss'])}, {f3(r['val_accuracy'])} "
@@ -860,8 +862,7 @@ def tuning_lpft(res: Results, arg: str | None) -> str:
                         + f": **{'adopted: ' + adopted if adopted else 'nothing adopted'}**"
                         + (f" (training {fint(round(over))} s over the {FINETUNE_BUDGET_S // 60}-minute budget)"
                            if over is not None else "") + ".")
-    lines = _table(["dataset", "px", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
-                    "machine"], rows, "|---|---:|---|---|---:|---:|---:|---:|---|")
+    lines = _table(TUNING_HEAD, rows, TUNING_ALIGN)
     lines += ["", "By the rule (each candidate against the frozen head at its C of lowest loss; compared rows in "
               "bold; loss and accuracy):", ""] + verdicts
     return "\n".join(lines) + "\n"

@@ -818,14 +818,13 @@ def _choose_lpft_average(path: str, data: dict, per_c: dict, split: dict) -> dic
     from .transfer import finetune_kept
 
     f, y = data["features"], data["labels"]
-    missing = [k for k in ("lpft_seconds_per_image", "lpft_info") if k not in data]
-    lpft = np.asarray(data["lpft_probabilities"], dtype=np.float64)
-    if missing or lpft.ndim != 2 or len(lpft) != len(y) or lpft.shape[1] != len(per_c[next(iter(per_c))]["model"]
-                                                                                  .classes_):
-        raise CryptomedError(f"{path}: LP-FT probabilities of shape {lpft.shape} for {len(y)} records"
-                             + (f", no {', '.join(missing)}" if missing else "") + " (rerun transfer_features)")
     best_c = min(per_c, key=lambda c: per_c[c]["loss"])
     frozen, head = per_c[best_c], per_c[best_c]["model"]
+    missing = [k for k in ("lpft_seconds_per_image", "lpft_info") if k not in data]
+    lpft = np.asarray(data["lpft_probabilities"], dtype=np.float64)
+    if missing or lpft.shape != (len(y), len(head.classes_)):
+        raise CryptomedError(f"{path}: LP-FT probabilities of shape {lpft.shape} for {len(y)} records"
+                             + (f", no {', '.join(missing)}" if missing else "") + " (rerun transfer_features)")
     mean = {s: (np.asarray(head.predict_proba(f[split[s]]), dtype=np.float64) + lpft[split[s]]) / 2
             for s in ("val", "test")}
     y_val = y[split["val"]]

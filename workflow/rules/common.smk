@@ -242,10 +242,9 @@ def finetune_params(wildcards):
 
 
 def finetune_input_params(wildcards):
-    """The images fine-tuning reads: the features' input settings without their taps, batch size and LP-FT (a change
-    of the frozen features' layers never reruns the fine-tuning)."""
-    return {k: v for k, v in efficientnet_feature_params(wildcards).items()
-            if k not in ("taps", "batch_size", "lpft", "C")}
+    """The images fine-tuning reads: the features' input settings without their taps and batch size (a change of
+    the frozen features' layers never reruns the fine-tuning; a fine-tuned dataset has no LP-FT settings)."""
+    return {k: v for k, v in efficientnet_feature_params(wildcards).items() if k not in ("taps", "batch_size")}
 
 
 def efficientnet_transfer_inputs(wildcards):
