@@ -967,37 +967,46 @@ def finetune_cpu(res: Results, _arg=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _runs_compared(res: Results, ds: str, base: str, new: str) -> list[list[str]]:
-    """Table rows of the transfer row and the ensemble of two runs of ``ds`` (folders ``base`` and ``new`` under
-    results/, each with metrics/, paired_tests.json and the transfer row's predictions): test accuracy with its CI,
-    ROC-AUC and specificity in both, McNemar's test against the proposed CNN in each and between the runs' transfer
-    rows (records matched by id, labels checked)."""
-    from .reporting import mcnemar
+TRANSFER_ROWS = (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble"))
 
-    where = f"{res.dir / new}predictions/efficientnet_lite0_transfer.csv"
-    a, b = (pd.read_csv(res._need(f"{run}predictions/efficientnet_lite0_transfer.csv"), dtype={"id": str})
-            .set_index("id") for run in (base, new))
-    if set(a.index) != set(b.index) or len(a) != len(b):
-        raise DocsError(f"{where}: its test records differ from the default run's ({len(set(a.index) ^ set(b.index))} "
-                        "ids in one only)")
-    b = b.loc[a.index]
-    if not (a["label"] == b["label"]).all():
-        raise DocsError(f"{where}: labels differ from the default run's, first: record "
-                        f"{a.index[a['label'] != b['label']][0]}")
-    between = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
+
+def _runs_compared(res: Results, ds: str, base: str, new: str, methods=TRANSFER_ROWS,
+                   between: tuple[str, ...] = ("efficientnet_lite0_transfer",)) -> list[list[str]]:
+    """Table rows of ``methods`` ((method, label) pairs) in two runs of ``ds`` (folders ``base`` and ``new`` under
+    results/, each with metrics/, paired_tests.json and predictions/): test accuracy with its CI, ROC-AUC and
+    specificity in both, McNemar's test against the proposed CNN in each and, for the methods in ``between``, between
+    the two runs' rows (records matched by id, labels checked)."""
     rows = []
-    for method, label in (("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble")):
+    for method, label in methods:
         old, now = (res.json(f"{run}metrics/{method}.json") for run in (base, new))
-        vs = [res.json(f"{run}paired_tests.json")[method] for run in (base, new)]
+        vs = "(reference)" if method == "aes_cnn" else " → ".join(
+            f"{fp(t['p_value'])} ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
+            for t in (res.json(f"{run}paired_tests.json")[method] for run in (base, new)))
         rows.append([ds, label, f"{f3(old['accuracy']['value'])} → **{f3(now['accuracy']['value'])}** "
                      f"[{f3(now['accuracy']['ci95'][0])}, {f3(now['accuracy']['ci95'][1])}]",
                      f"{f3(old['roc_auc']['value'])} → {f3(now['roc_auc']['value'])}",
                      f"{f3(old['specificity']['value'])} → {f3(now['specificity']['value'])}",
-                     " → ".join(f"{fp(t['p_value'])} ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
-                                for t in vs),
-                     fp(between["p_value"]) + f" ({between['only_proposed_correct']} / "
-                     f"{between['only_baseline_correct']})" if label == "transfer" else ""])
+                     vs,
+                     _between_runs(res, base, new, method) if method in between else ""])
     return rows
+
+
+def _between_runs(res: Results, base: str, new: str, method: str) -> str:
+    """McNemar's test between two runs' predictions of ``method``: p (only the first / only the second correct)."""
+    from .reporting import mcnemar
+
+    where = f"{res.dir / new}predictions/{method}.csv"
+    a, b = (pd.read_csv(res._need(f"{run}predictions/{method}.csv"), dtype={"id": str}).set_index("id")
+            for run in (base, new))
+    if set(a.index) != set(b.index) or len(a) != len(b):
+        raise DocsError(f"{where}: its test records differ from the earlier run's ({len(set(a.index) ^ set(b.index))} "
+                        "ids in one only)")
+    b = b.loc[a.index]
+    if not (a["label"] == b["label"]).all():
+        raise DocsError(f"{where}: labels differ from the earlier run's, first: record "
+                        f"{a.index[a['label'] != b['label']][0]}")
+    t = mcnemar((a["predicted"] == a["label"]).to_numpy(), (b["predicted"] == b["label"]).to_numpy())
+    return fp(t["p_value"]) + f" ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
 
 
 def lpft_test(res: Results, _arg=None) -> str:
@@ -1081,6 +1090,35 @@ def seeds(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds_members(res: Results, ds: str | None) -> str:
+    """The spread of the default's seed ensemble over seed groups (``results/seeds/members<N>/<dataset>.csv``,
+    ``benchmarks/seed_spread.py --members N``): each ensemble's scores, their mean and sd, and its networks alone."""
+    if not ds or ":" not in ds:
+        raise DocsError("seeds-members needs members and a dataset: seeds-members:<members>:<dataset>")
+    n, ds = ds.split(":", 1)
+    rel = f"seeds/members{n}/{ds}.csv"
+    frame = res.csv(rel)
+    ens, alone = frame[frame["members"] == int(n)], frame[frame["members"] == 1]
+    if ens.empty or len(alone) != len(ens) * int(n):
+        raise DocsError(f"results/{rel}: needs each ensemble of {n} beside its {n} networks alone, found "
+                        f"{len(ens)} ensembles and {len(alone)} networks")
+    cols = [c for c in ("val_accuracy", "val_roc_auc", "val_loss", "test_accuracy", "test_roc_auc",
+                        "test_specificity") if c in frame.columns]
+    titles = [c.replace("_", " ").replace("roc auc", "ROC-AUC") for c in cols]
+    rows = [[f"{int(r['seed'])}–{int(r['seed']) + int(n) - 1}", *(f3(r[c]) for c in cols),
+             fint(round(r["train_seconds"]))] for _, r in ens.iterrows()]
+    rows.append(["**mean ± sd**", *(f"{f3(ens[c].mean())} ± {f3(ens[c].std(ddof=1))}" for c in cols), ""])
+    rows.append([f"*{len(alone)} networks alone*", *(f"{f3(alone[c].mean())} ± {f3(alone[c].std(ddof=1))}"
+                                                     for c in cols), ""])
+    lines = [f"{len(ens)} seed ensembles of {n} networks of the default recipe on {ds} (the seeds of each, averaged), "
+             f"{frame['machine'].iloc[0]}, backend {frame['backend'].iloc[0]}, {int(frame['threads'].iloc[0])} "
+             f"thread(s) (`results/{rel}`):", ""]
+    lines += _table(["seeds", *titles, "train s"], rows, "|---|" + "---:|" * (len(cols) + 1))
+    lines += ["", f"Test accuracy of the {len(alone)} networks alone: {f3(alone['test_accuracy'].min())} to "
+                  f"{f3(alone['test_accuracy'].max())}."]
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
     "headline": headline,
     "comparison": comparison,
@@ -1105,6 +1143,7 @@ GENERATORS = {
     "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
+    "seeds-members": seeds_members,
     "finetune-cpu": finetune_cpu,
     "finetune-cpu-line": finetune_cpu_line,
     "lpft-test": lpft_test,
