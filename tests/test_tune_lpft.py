@@ -69,6 +69,7 @@ def test_the_lpft_block_prints_every_row_and_the_verdict(tmp_path):
 
 
 def test_the_lpft_test_block_reads_the_pipelines_record_and_compares_with_the_run_before(tmp_path):
+    """The block reads the run that introduced LP-FT (results/history/8a463aa), whatever later runs wrote."""
     import json
     import shutil
 
@@ -76,9 +77,10 @@ def test_the_lpft_test_block_reads_the_pipelines_record_and_compares_with_the_ru
 
     snapshot = REPO / "results/finetune_cpu/chest_xray/default_run"
     root = tmp_path / "results"
-    for run in ("finetune_cpu/chest_xray/default_run", "chest_xray"):
+    lpft_run = f"{docs.LPFT_RUN}/chest_xray"  # the run that introduced LP-FT
+    for run in ("finetune_cpu/chest_xray/default_run", lpft_run):
         shutil.copytree(snapshot, root / run)
-    path = root / "chest_xray/metrics/efficientnet_lite0_transfer.json"
+    path = root / lpft_run / "metrics/efficientnet_lite0_transfer.json"
     metrics = json.loads(path.read_text())
     record = {"probe_C": 0.1, "epochs_run": 9, "best_epoch": 5, "train_seconds": 173.4, "chosen": "mean",
               "frozen_head_C_lowest_loss": 0.1, "validation_loss_frozen_head": 0.0794, "validation_loss_lpft_top": 0.098,
@@ -88,7 +90,7 @@ def test_the_lpft_test_block_reads_the_pipelines_record_and_compares_with_the_ru
     metrics["transfer"]["lpft"] = record
     metrics["accuracy"] = {"value": 0.8512, "ci95": [0.82, 0.88]}
     path.write_text(json.dumps(metrics))
-    preds = root / "chest_xray/predictions/efficientnet_lite0_transfer.csv"
+    preds = root / lpft_run / "predictions/efficientnet_lite0_transfer.csv"
     frame = pd.read_csv(preds, dtype={"id": str})
     wrong = frame.index[frame["predicted"] != frame["label"]][:4]
     frame.loc[wrong, "predicted"] = frame.loc[wrong, "label"]  # four the run before got wrong, now right

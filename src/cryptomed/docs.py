@@ -1009,15 +1009,20 @@ def _between_runs(res: Results, base: str, new: str, method: str) -> str:
     return fp(t["p_value"]) + f" ({t['only_proposed_correct']} / {t['only_baseline_correct']})"
 
 
+LPFT_RUN = "history/8a463aa"  # results/history/8a463aa/<dataset>/: the default run that introduced LP-FT
+
+
 def lpft_test(res: Results, _arg=None) -> str:
-    """LP-FT in the default run: per dataset whose transfer metrics hold a ``transfer.lpft`` record, the pipeline's
-    validation rule (frozen head, LP-FT top, their mean) and what it kept, then :func:`_runs_compared`'s test rows
-    against the default run before LP-FT (``results/finetune_cpu/<dataset>/default_run/``)."""
+    """LP-FT in the default run that introduced it (``results/history/8a463aa/<dataset>/``): per dataset whose transfer
+    metrics hold a ``transfer.lpft`` record, the pipeline's validation rule (frozen head, LP-FT top, their mean) and
+    what it kept, then :func:`_runs_compared`'s test rows against the default run before LP-FT
+    (``results/finetune_cpu/<dataset>/default_run/``)."""
     rows, notes = [], []
     for ds in DATASET_ORDER:
-        if not (res.dir / ds / "metrics/efficientnet_lite0_transfer.json").is_file():
+        rel = f"{LPFT_RUN}/{ds}/metrics/efficientnet_lite0_transfer.json"
+        if not (res.dir / rel).is_file():
             continue
-        transfer = res.metrics(ds, "efficientnet_lite0_transfer")["transfer"]
+        transfer = res.json(rel)["transfer"]
         if "lpft" not in transfer:
             continue
         lp = transfer["lpft"]
@@ -1030,7 +1035,7 @@ def lpft_test(res: Results, _arg=None) -> str:
                      f"{f3(lp['validation_accuracy_mean'])}: **{'mean kept' if lp['chosen'] == 'mean' else 'frozen head kept'}**"
                      f" ({_machine(lp['provenance'])}).")
         if lp["chosen"] == "mean":
-            rows += _runs_compared(res, ds, f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/", f"{ds}/")
+            rows += _runs_compared(res, ds, f"{FINETUNE_CPU}/{ds}/{FINETUNE_BASE}/", f"{LPFT_RUN}/{ds}/")
     if not notes:
         raise DocsError(f"{res.dir}: no transfer metrics with an LP-FT record (baselines.transfer.efficientnet_lite0."
                         "lpft.datasets in the default run)")
