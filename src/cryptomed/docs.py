@@ -1124,6 +1124,41 @@ def seeds_members(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+MEMBERS_BASE = LPFT_RUN  # the default run before the seed ensemble and single-thread jobs
+MEMBERS_ROWS = (("aes_cnn", "proposed CNN"), ("shallow_cnn", "shallow CNN"), ("ensemble", "ensemble"))
+
+
+def members_test(res: Results, _arg=None) -> str:
+    """The seed-ensemble amendment in the default run (docs/tuning.md): per dataset how the proposed CNN was trained
+    before (``results/history/8a463aa``) and now, with its validation scores and training time, then
+    :func:`_runs_compared`'s test rows of the proposed CNN, the shallow CNN (its recipe unchanged: only the thread
+    count moved it) and the ensemble with the transfer baseline, McNemar between the runs for both CNNs."""
+    rows, notes = [], []
+    for ds in DATASET_ORDER:
+        if not (res.dir / ds / "training/aes_cnn_training.json").is_file():
+            continue
+        old, now = res.json(f"{MEMBERS_BASE}/{ds}/aes_cnn_training.json"), res.json(f"{ds}/training/aes_cnn_training.json")
+        members = now.get("members") or []
+        seeds = ", ".join(str(m["seed"]) for m in members)
+        epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
+        what = (f"mean of {len(members)} networks (seeds {seeds}; epochs run (best) {epochs})" if members
+                else f"one network (seed {now['seed']})")
+        notes.append(f"- {ds}: one network (seed {old['seed']}, {old['threads']} threads) → {what}, {now['threads']} "
+                     f"thread(s); validation accuracy {f3(old['val_accuracy'])} → {f3(now['val_accuracy'])}, loss "
+                     f"{f3(old['val_loss'])} → {f3(now['val_loss'])}; training {fint(round(old['train_seconds']))} s → "
+                     f"{fint(round(now['train_seconds']))} s.")
+        rows += _runs_compared(res, ds, f"{MEMBERS_BASE}/{ds}/", f"{ds}/", MEMBERS_ROWS, ("aes_cnn", "shallow_cnn"))
+    if not notes:
+        raise DocsError(f"{res.dir}: no training record of the proposed CNN")
+    lines = ["The proposed CNN, before → now:", "", *notes, "",
+             "Test, evaluated once (the run before → this run; accuracy with its 95% CI; McNemar: p (only the first / "
+             "only the second correct), against the proposed CNN of the same run, and between the two runs' rows, "
+             "the run before first):", ""]
+    lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar: proposed CNN vs this row",
+                     "McNemar: before vs now"], rows, "|---|---|---|---|---|---|---|")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
     "headline": headline,
     "comparison": comparison,
@@ -1152,6 +1187,7 @@ GENERATORS = {
     "finetune-cpu": finetune_cpu,
     "finetune-cpu-line": finetune_cpu_line,
     "lpft-test": lpft_test,
+    "members-test": members_test,
 }
 
 
