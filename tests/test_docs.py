@@ -330,7 +330,7 @@ def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path)
     path.write_text(json.dumps({**metrics, "transfer": {**metrics["transfer"], "finetune": record}}))
     assert "nothing changes; chest X-ray kept the frozen head" in docs.finetune_cpu_line(docs.Results(root), None)
     frame.iloc[1:].to_csv(preds, index=False)  # a test record missing from this run
-    with pytest.raises(docs.DocsError, match="test records differ from the default run's"):
+    with pytest.raises(docs.DocsError, match="test records differ from the earlier run's"):
         docs.finetune_cpu(docs.Results(root), None)
     frame.assign(label=1 - frame["label"]).to_csv(preds, index=False)
     with pytest.raises(docs.DocsError, match="labels differ"):
