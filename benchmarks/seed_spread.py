@@ -13,6 +13,9 @@ probabilities (a row with ``members`` N and ``seed`` s), as the pipeline's ``aes
 
     python benchmarks/seed_spread.py data/preprocessed/chest_xray/images.npz --members 3 --seeds 42 45 48 \
         --threads 1 --out results/seeds/members3
+
+(The committed rows were made as three such processes side by side, ``--seeds 42``, ``45`` and ``48`` with
+``--out`` folders of their own, their CSVs then concatenated in that order: docs/results.md.)
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def main() -> None:
                     help="re-estimate batch-norm statistics on each split's images before scoring it (evaluate."
                          "adapt_batchnorm; labels unused)")
     args = ap.parse_args()
+    if args.members < 1 or (args.epochs is not None and args.epochs < 1):
+        ap.error("--members and --epochs must be at least 1")
+    groups = sorted(args.seeds)
+    if any(b < a + args.members for a, b in zip(groups, groups[1:])):
+        ap.error(f"the seed groups of {args.members} network(s) starting at {groups} overlap")
     import pandas as pd
     from tune_cnn import start_keras_benchmark
 
@@ -58,7 +66,7 @@ def main() -> None:
     for first in args.seeds:
         views_of = []  # per member: {(split, suffix): probabilities}
         for seed in range(first, first + args.members):
-            cfg = train_config({**params, "seed": seed, **({"epochs": args.epochs} if args.epochs else {})})
+            cfg = train_config({**params, "seed": seed, **({"epochs": args.epochs} if args.epochs is not None else {})})
             t0 = time.perf_counter()
             model, history, info = train(as_model_input(d["images"][part["train"]]), d["labels"][part["train"]],
                                          as_model_input(d["images"][part["val"]]), d["labels"][part["val"]],

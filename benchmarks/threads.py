@@ -3,8 +3,9 @@
 Trains the proposed CNN and the shallow CNN baseline (params.yaml's ``train`` and ``baselines.shallow_cnn``
 sections, a fixed number of epochs, no early stopping) on a preprocessed dataset's train/validation records, each in
 a fresh process: first one after the other with ``--threads`` intra-op threads each (how the pipeline ran them with
-``threads_per_job: 8`` on 2 cores), then both at once with 1 thread each (``threads_per_job: 1``). Prints each
-training's images/s and the wall time of both arrangements, measured side by side in one run:
+``threads_per_job: 8`` on 2 cores), then both at once with 1 thread each (``threads_per_job: 1``). Prints the
+machine, each training's images/s and the wall time of both arrangements (process start-ups included), measured
+side by side in one run:
 
     python benchmarks/threads.py --data data/preprocessed/brain_mri/images.npz --epochs 3
 
@@ -52,11 +53,17 @@ def _start(args, network: str, threads: int) -> subprocess.Popen:
                              "--network", network, "--threads", str(threads)], stdout=subprocess.PIPE, text=True)
 
 
-def _result(proc: subprocess.Popen) -> dict:
-    out, _ = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"a training process failed (exit {proc.returncode})")
-    return json.loads(out.strip().splitlines()[-1])
+def _results(procs: dict[str, subprocess.Popen]) -> list[dict]:
+    """Each process's result; if one fails, the others are stopped and the error names the network."""
+    results = []
+    for network, proc in procs.items():
+        out, _ = proc.communicate()
+        if proc.returncode:
+            for other in procs.values():
+                other.kill()
+            raise SystemExit(f"a training process failed: the {network} CNN (exit {proc.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def main(argv=None) -> None:
@@ -70,10 +77,14 @@ def main(argv=None) -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    from cryptomed.provenance import cpu
+
+    c = cpu()
+    print(f"machine: {c['logical_cpus']}-core {c.get('model_name') or c['machine']} CPU, flags {' '.join(c['flags'])}")
     t0 = time.perf_counter()
-    serial = [_result(_start(args, n, args.threads)) for n in NETWORKS]
+    serial = [r for n in NETWORKS for r in _results({n: _start(args, n, args.threads)})]
     t1 = time.perf_counter()
-    parallel = [_result(p) for p in [_start(args, n, 1) for n in NETWORKS]]
+    parallel = _results({n: _start(args, n, 1) for n in NETWORKS})
     t2 = time.perf_counter()
     for r in serial + parallel:
         print(f"{r['network']:9s} {r['threads']} thread(s): {r['images_per_second']:6.0f} images/s")

@@ -36,21 +36,28 @@ def test_the_members_block_compares_both_cnns_with_the_run_before(tmp_path):
     wrong = frame.index[frame["predicted"] != frame["label"]][:3]
     frame.loc[wrong, "predicted"] = frame.loc[wrong, "label"]  # three the run before got wrong, now right
     frame.to_csv(preds, index=False)
+    metrics = json.loads((now / "metrics/aes_cnn.json").read_text())
+    metrics["accuracy"] = {"value": 0.8512, "ci95": [0.82, 0.88]}  # the new run differs: old → new in that order
+    metrics["specificity"]["value"] = 0.75
+    (now / "metrics/aes_cnn.json").write_text(json.dumps(metrics))
     text = docs.members_test(docs.Results(root), None)
-    assert ("- chest_xray: one network (seed 42, 2 threads) → mean of 3 networks (seeds 42, 43, 44; epochs run "
+    assert ("- chest_xray: one network (seed 42), 2 thread(s) → mean of 3 networks (seeds 42, 43, 44; epochs run "
             "(best) 15 (9) / 8 (2) / 20 (14)), 1 thread(s); validation accuracy 0.962 → 0.970, loss 0.081 → 0.070; "
             "training 143 s → 300 s.") in text
     rows = {r.split(" | ")[1]: r for r in text.splitlines() if r.startswith("| chest_xray |")}
-    assert set(rows) == {"proposed CNN", "shallow CNN", "ensemble"}
+    assert set(rows) == {"proposed CNN", "shallow CNN", "transfer", "ensemble"}
+    old_acc = json.loads((root / docs.MEMBERS_BASE / "chest_xray/metrics/aes_cnn.json").read_text())["accuracy"]["value"]
+    assert rows["proposed CNN"].startswith(f"| chest_xray | proposed CNN | {docs.f3(old_acc)} → **0.851** [0.820, 0.880] |")
+    assert "→ 0.750 |" in rows["proposed CNN"]
     assert "| (reference) | 1.000 (0 / 0) |" in rows["proposed CNN"]
     assert rows["shallow CNN"].endswith("| 0.250 (0 / 3) |")  # between the runs: only the new one right, on three
-    assert rows["ensemble"].endswith("|  |")  # no between-runs test for the ensemble
+    assert rows["ensemble"].endswith("| 1.000 (0 / 0) |")
 
 
 def test_the_members_block_needs_the_run_before(tmp_path):
     root, _ = _runs(tmp_path)
     shutil.rmtree(root / docs.MEMBERS_BASE)
-    with pytest.raises(docs.DocsError):
+    with pytest.raises(docs.DocsError, match="history/8a463aa/chest_xray/aes_cnn_training.json is missing: a snapshot"):
         docs.members_test(docs.Results(root), None)
 
 
@@ -72,5 +79,9 @@ def test_the_spread_of_seed_ensembles_beside_their_networks(tmp_path):
     assert "| 42–44 |" in text and "| 45–47 |" in text and "| 0.860 ± 0.014 |" in text
     assert "Test accuracy of the 6 networks alone: 0.800 to 0.850." in text
     pd.DataFrame(rows[:-1]).to_csv(folder / "chest_xray.csv", index=False)  # the second ensemble's row missing
-    with pytest.raises(docs.DocsError, match="needs each ensemble of 3 beside its 3 networks"):
+    with pytest.raises(docs.DocsError, match=r"needs each ensemble of 3 \(seeds s .. s \+ 2\) beside its 3 networks"):
+        docs.seeds_members(docs.Results(tmp_path / "results"), "3:chest_xray")
+    pd.DataFrame([{**r, "threads": 2} if r["seed"] == 45 else r for r in rows]).to_csv(folder / "chest_xray.csv",
+                                                                                         index=False)
+    with pytest.raises(docs.DocsError, match="rows from more than one threads"):
         docs.seeds_members(docs.Results(tmp_path / "results"), "3:chest_xray")

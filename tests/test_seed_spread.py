@@ -31,5 +31,14 @@ def test_a_seed_ensemble_row_beside_its_members_rows(tmp_path):
     for split in ("val", "test"):
         assert {f"{split}_accuracy", f"{split}_roc_auc", f"{split}_loss", f"{split}_specificity"} <= set(rows.columns)
     assert (rows["threads"] == 1).all()
+    assert members["val_loss"].nunique() == 2  # each member trained with its own seed
     for split in ("val", "test"):  # log loss is convex: the mean's loss is at most the members' mean loss
         assert mean[f"{split}_loss"] <= members[f"{split}_loss"].mean() + 1e-9
+
+
+@pytest.mark.parametrize("args, message", [(["--members", "0"], "at least 1"),
+                                           (["--members", "3", "--seeds", "42", "44"], "overlap")])
+def test_bad_arguments_are_refused_before_anything_trains(tmp_path, args, message):
+    res = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.npz"), *args, "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and message in res.stderr, res.stderr

@@ -29,4 +29,4 @@ def test_a_failed_training_process_is_a_clear_error(tmp_path):
     (tmp_path / "images.npz").write_bytes(b"not an npz")
     res = subprocess.run([sys.executable, str(SCRIPT), "--data", str(tmp_path / "images.npz"), "--epochs", "1"],
                          capture_output=True, text=True, timeout=600)
-    assert res.returncode != 0 and "a training process failed" in res.stderr, res.stderr
+    assert res.returncode != 0 and "a training process failed: the proposed CNN" in res.stderr, res.stderr

@@ -102,3 +102,52 @@ def validation_like_test(images, is_test, labels, groups, keys, val_fraction: fl
                                "test": round(float(scores[is_test].mean()), 4)},
     }
     return val, report
+
+
+# Diagnostics (docs/tuning.md, benchmarks/shift_features.py): which image properties carry the shift, and which
+# training images look least like the test images. Reported; no choice depends on them.
+FEATURE_FAMILIES = ("thumbnail", "centre", "border", "histogram", "profiles", "sharpness")
+
+
+def feature_family(images: np.ndarray, family: str) -> np.ndarray:
+    """One feature family of (N, H, W) images: the 16x16 thumbnail (``thumbnail``), its inner 8x8 blocks
+    (``centre``) or its outer ring of 2 blocks (``border``), a 32-bin intensity histogram, the row and column mean
+    profiles, or the mean absolute horizontal and vertical gradient (``sharpness``)."""
+    images = np.asarray(images)
+    n = len(images)
+    if family in ("thumbnail", "centre", "border"):
+        thumb = thumbnails(images).reshape(n, THUMBNAIL, THUMBNAIL)
+        q = THUMBNAIL // 4
+        inner = np.zeros((THUMBNAIL, THUMBNAIL), bool)
+        inner[q:-q, q:-q] = True
+        ring = np.ones((THUMBNAIL, THUMBNAIL), bool)
+        ring[2:-2, 2:-2] = False
+        mask = {"thumbnail": np.ones_like(inner), "centre": inner, "border": ring}[family]
+        return thumb[:, mask]
+    pixels = images.astype(np.float64) / 255.0
+    if family == "histogram":
+        return np.stack([np.histogram(img, 32, (0.0, 1.0))[0] for img in pixels]) / pixels[0].size
+    if family == "profiles":
+        return np.concatenate([pixels.mean(2), pixels.mean(1)], axis=1)
+    if family == "sharpness":
+        return np.stack([np.abs(np.diff(pixels, axis=2)).mean((1, 2)), np.abs(np.diff(pixels, axis=1)).mean((1, 2))], 1)
+    raise ValueError(f"unknown feature family {family!r}; choose from {', '.join(FEATURE_FAMILIES)}")
+
+
+def shift_by_feature(images, is_test, keys=None, families=FEATURE_FAMILIES, seed: int = SEED) -> dict[str, float]:
+    """The domain classifier's cross-validated ROC-AUC (official training vs test, no class label) on each feature
+    family alone: which image properties carry the shift."""
+    return {family: domain_scores(feature_family(images, family), is_test, keys, seed=seed)[1] for family in families}
+
+
+def test_likeness_by_class(images, is_test, labels, classes, keys=None, seed: int = SEED) -> dict[str, dict]:
+    """Mean out-of-fold test-likeness (the split's thumbnail classifier) of the training images of each class — the
+    training labels only; the test images are summarised as one group, their labels unread."""
+    is_test = np.asarray(is_test, bool)
+    scores, _ = domain_scores(thumbnails(images), is_test, keys, seed=seed)
+    labels = np.asarray(labels)
+    out = {f"training {name}": {"n": int(((labels == i) & ~is_test).sum()),
+                                "mean_test_likeness": float(scores[(labels == i) & ~is_test].mean())}
+           for i, name in enumerate(classes) if ((labels == i) & ~is_test).any()}
+    out["test (all classes)"] = {"n": int(is_test.sum()), "mean_test_likeness": float(scores[is_test].mean())}
+    return out
