@@ -97,3 +97,53 @@ def test_too_few_test_images_is_a_clear_error():
     x = np.zeros((5, 16, 16), np.uint8)
     with pytest.raises(CryptomedError, match="my_set: test-like validation needs at least 2 training and 2 test"):
         validation_like_test(x, [0, 0, 0, 0, 1], [0, 1, 0, 1, 0], range(5), range(5), 0.2, name="my_set")
+
+
+def test_each_feature_family_sees_its_own_kind_of_shift():
+    """shift_by_feature: a border-only brightening is seen by the border and not the centre; blur by sharpness."""
+    from cryptomed.shift import FEATURE_FAMILIES, feature_family, shift_by_feature
+
+    rng = np.random.default_rng(1)
+    train, test = images(rng, 120), images(rng, 40)
+    test[:, :4] += 80  # the top border rows only
+    is_test = np.r_[np.zeros(120, bool), np.ones(40, bool)]
+    auc = shift_by_feature(np.r_[train, test], is_test)
+    assert set(auc) == set(FEATURE_FAMILIES)
+    assert auc["border"] > 0.95 and auc["thumbnail"] > 0.95 and auc["centre"] < 0.7
+    blurred = images(rng, 40)
+    blurred = ((blurred[:, :, 1:].astype(int) + blurred[:, :, :-1]) // 2).astype(np.uint8)
+    blurred = np.concatenate([blurred, blurred[:, :, -1:]], axis=2)  # same size, half the pixel-to-pixel contrast
+    assert shift_by_feature(np.r_[train, blurred], is_test, families=("sharpness",))["sharpness"] > 0.95
+    assert feature_family(train, "histogram").shape == (120, 32) and feature_family(train, "profiles").shape == (120, 64)
+    with pytest.raises(ValueError, match="unknown feature family 'colour'"):
+        feature_family(train, "colour")
+
+
+def test_test_likeness_by_class_reads_training_labels_only():
+    from cryptomed.shift import test_likeness_by_class
+
+    rng = np.random.default_rng(2)
+    a, b, test = images(rng, 80), images(rng, 80, bright_top=True), images(rng, 40, bright_top=True)
+    is_test = np.r_[np.zeros(160, bool), np.ones(40, bool)]
+    labels = np.r_[np.zeros(80, int), np.ones(80, int), -np.ones(40, int)]  # the test labels blanked
+    out = test_likeness_by_class(np.r_[a, b, test], is_test, labels, ["a", "b"])
+    assert list(out) == ["training a", "training b", "test (all classes)"]
+    assert [v["n"] for v in out.values()] == [80, 80, 40]
+    assert out["training b"]["mean_test_likeness"] > out["training a"]["mean_test_likeness"]
+
+
+def test_the_shift_features_block_lists_families_and_groups(tmp_path):
+    import pandas as pd
+
+    from cryptomed import docs
+
+    folder = tmp_path / "results/tuning/testlike"
+    folder.mkdir(parents=True)
+    rows = [{"kind": "domain ROC-AUC", "name": "border", "value": 0.7261, "n": 5814},
+            {"kind": "mean test-likeness", "name": "training NORMAL", "value": 0.0091, "n": 1340}]
+    pd.DataFrame(rows).to_csv(folder / "shift_features_chest_xray.csv", index=False)
+    text = docs.shift_features(docs.Results(tmp_path / "results"), "chest_xray")
+    assert "| its border (outer ring of 2 blocks) | 0.726 |" in text and "| training NORMAL | 1,340 | 0.009 |" in text
+    pd.DataFrame(rows[:1]).to_csv(folder / "shift_features_chest_xray.csv", index=False)
+    with pytest.raises(docs.DocsError, match="needs domain ROC-AUC and mean test-likeness rows"):
+        docs.shift_features(docs.Results(tmp_path / "results"), "chest_xray")

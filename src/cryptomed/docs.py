@@ -1140,6 +1140,31 @@ def seeds_members(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHIFT_FAMILY_TITLES = {"thumbnail": "16×16 thumbnail (the test-like split's classifier)",
+                       "centre": "its centre (inner 8×8 blocks)", "border": "its border (outer ring of 2 blocks)",
+                       "histogram": "intensity histogram (32 bins)", "profiles": "row and column mean profiles",
+                       "sharpness": "sharpness (mean absolute gradient, 2 numbers)"}
+
+
+def shift_features(res: Results, ds: str | None) -> str:
+    """Where the train -> test shift lies (``results/tuning/testlike/shift_features_<dataset>.csv``,
+    benchmarks/shift_features.py): the domain classifier's ROC-AUC per feature family and the mean test-likeness of
+    each class's training images."""
+    if not ds:
+        raise DocsError("shift-features needs a dataset: shift-features:<dataset>")
+    rel = f"tuning/testlike/shift_features_{ds}.csv"
+    frame = res.csv(rel)
+    auc, like = frame[frame["kind"] == "domain ROC-AUC"], frame[frame["kind"] == "mean test-likeness"]
+    if auc.empty or like.empty:
+        raise DocsError(f"results/{rel}: needs domain ROC-AUC and mean test-likeness rows")
+    lines = _table(["features the domain classifier sees (official training vs test, no class label)", "ROC-AUC"],
+                   [[SHIFT_FAMILY_TITLES.get(r["name"], r["name"]), f3(r["value"])] for _, r in auc.iterrows()],
+                   "|---|---:|")
+    lines += [""] + _table(["images (out-of-fold scores of the thumbnail classifier)", "n", "mean test-likeness"],
+                           [[r["name"], fint(int(r["n"])), f3(r["value"])] for _, r in like.iterrows()], "|---|---:|---:|")
+    return "\n".join(lines) + f"\n\n(`results/{rel}`)\n"
+
+
 MEMBERS_BASE = LPFT_RUN  # the default run before the seed ensemble and single-thread jobs
 MEMBERS_ROWS = (("aes_cnn", "proposed CNN"), ("shallow_cnn", "shallow CNN"),
                 ("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble"))
@@ -1206,6 +1231,7 @@ GENERATORS = {
     "finetune-cpu-line": finetune_cpu_line,
     "lpft-test": lpft_test,
     "members-test": members_test,
+    "shift-features": shift_features,
 }
 
 
