@@ -1124,15 +1124,18 @@ def seeds_members(res: Results, ds: str | None) -> str:
         if frame[col].nunique() != 1:
             raise DocsError(f"results/{rel}: rows from more than one {col} ({', '.join(map(str, frame[col].unique()))})")
     cols = [c for c in ("val_accuracy", "val_roc_auc", "val_loss", "test_accuracy", "test_roc_auc",
-                        "test_specificity") if c in frame.columns]
-    titles = [c.replace("_", " ").replace("roc auc", "ROC-AUC") for c in cols]
+                        "test_specificity", "val_accuracy_unadapted", "test_accuracy_unadapted") if c in frame.columns]
+    titles = [c.replace("_unadapted", " without adaptation").replace("_", " ").replace("roc auc", "ROC-AUC")
+              for c in cols]
     rows = [[f"{int(r['seed'])}–{int(r['seed']) + int(n) - 1}", *(f3(r[c]) for c in cols),
              fint(round(r["train_seconds"]))] for _, r in ens.iterrows()]
     rows.append(["**mean ± sd**", *(f"{f3(ens[c].mean())} ± {f3(ens[c].std(ddof=1))}" for c in cols), ""])
     rows.append([f"*{len(alone)} networks alone*", *(f"{f3(alone[c].mean())} ± {f3(alone[c].std(ddof=1))}"
                                                      for c in cols), ""])
-    lines = [f"{len(ens)} seed ensembles of {n} networks of the default recipe on {ds} (the seeds of each, averaged), "
-             f"{frame['machine'].iloc[0]}, backend {frame['backend'].iloc[0]}, {int(frame['threads'].iloc[0])} "
+    adapted = "adapt_batchnorm" in frame.columns and bool(frame["adapt_batchnorm"].all())
+    lines = [f"{len(ens)} seed ensembles of {n} networks of the default recipe on {ds} (the seeds of each, averaged"
+             + ("; each network's batch-norm statistics adapted to each split's images, labels unused" if adapted else "")
+             + f"), {frame['machine'].iloc[0]}, backend {frame['backend'].iloc[0]}, {int(frame['threads'].iloc[0])} "
              f"thread(s) (`results/{rel}`):", ""]
     lines += _table(["seeds", *titles, "train s"], rows, "|---|" + "---:|" * (len(cols) + 1))
     lines += ["", f"Test accuracy of the {len(alone)} networks alone: {f3(alone['test_accuracy'].min())} to "
