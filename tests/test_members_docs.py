@@ -21,7 +21,7 @@ def _runs(tmp_path):
         shutil.copytree(snapshot / part, now / part)
     shutil.copy(snapshot / "paired_tests.json", now)
     (now / "training").mkdir()
-    old = json.loads((snapshot / "aes_cnn_training.json").read_text())
+    old = json.loads((snapshot / "training/aes_cnn_training.json").read_text())
     members = [{"seed": s, "epochs_run": e, "best_epoch": b, "train_seconds": 100.0} for s, e, b in
                ((42, 15, 9), (43, 8, 2), (44, 20, 14))]
     info = {**old, "members": members, "threads": 1, "train_seconds": 300.0, "val_accuracy": 0.97, "val_loss": 0.07}
@@ -41,9 +41,10 @@ def test_the_members_block_compares_both_cnns_with_the_run_before(tmp_path):
     metrics["specificity"]["value"] = 0.75
     (now / "metrics/aes_cnn.json").write_text(json.dumps(metrics))
     text = docs.members_test(docs.Results(root), None)
-    assert ("- chest_xray: one network (seed 42), 2 thread(s) → mean of 3 networks (seeds 42, 43, 44; epochs run "
-            "(best) 15 (9) / 8 (2) / 20 (14)), 1 thread(s); validation accuracy 0.962 → 0.970, loss 0.081 → 0.070; "
-            "training 143 s → 300 s.") in text
+    assert ("- chest_xray: one network (seed 42; 15 epochs, best 9), 2 thread(s), AMD EPYC without AVX-512 → mean of 3 "
+            "networks (seeds 42, 43, 44; epochs run (best) 15 (9) / 8 (2) / 20 (14)), 1 thread(s), AMD EPYC without "
+            "AVX-512; validation accuracy 0.962 → 0.970, loss 0.081 → 0.070; training 143 s → 300 s.") in text
+    assert text.startswith("The proposed CNN, `results/history/8a463aa` → this run:")
     rows = {r.split(" | ")[1]: r for r in text.splitlines() if r.startswith("| chest_xray |")}
     assert set(rows) == {"proposed CNN", "shallow CNN", "transfer", "ensemble"}
     old_acc = json.loads((root / docs.MEMBERS_BASE / "chest_xray/metrics/aes_cnn.json").read_text())["accuracy"]["value"]
@@ -57,8 +58,22 @@ def test_the_members_block_compares_both_cnns_with_the_run_before(tmp_path):
 def test_the_members_block_needs_the_run_before(tmp_path):
     root, _ = _runs(tmp_path)
     shutil.rmtree(root / docs.MEMBERS_BASE)
-    with pytest.raises(docs.DocsError, match="history/8a463aa/chest_xray/aes_cnn_training.json is missing: a snapshot"):
+    with pytest.raises(docs.DocsError, match="history/8a463aa/chest_xray/training/aes_cnn_training.json is missing: a "
+                                             "snapshot"):
         docs.members_test(docs.Results(root), None)
+    with pytest.raises(docs.DocsError, match="unknown comparison"):
+        docs.members_test(docs.Results(root), "elsewhere")
+
+
+def test_the_full_runs_table_and_its_columns(tmp_path):
+    folder = tmp_path / "results/benchmarks"
+    folder.mkdir(parents=True)
+    row = {"commit": "abc1234", "what": "the default", "machine": "2-core CPU", "wall_minutes": 23.88, "measured": "time"}
+    pd.DataFrame([row]).to_csv(folder / "full_runs.csv", index=False)
+    assert "| `abc1234` | the default | 2-core CPU | 23.9 | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    pd.DataFrame([{k: v for k, v in row.items() if k != "machine"}]).to_csv(folder / "full_runs.csv", index=False)
+    with pytest.raises(docs.DocsError, match=r"columns \['machine'\] missing"):
+        docs.full_runs(docs.Results(tmp_path / "results"))
 
 
 def test_the_spread_of_seed_ensembles_beside_their_networks(tmp_path):

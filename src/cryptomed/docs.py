@@ -1168,41 +1168,78 @@ def shift_features(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + f"\n\n(`results/{rel}`)\n"
 
 
+def full_runs(res: Results, _arg=None) -> str:
+    """Wall times of full runs on clean clones (``results/benchmarks/full_runs.csv``: commit, configuration, machine,
+    minutes, how it was measured), the rows in the file's order."""
+    frame = res.csv("benchmarks/full_runs.csv")
+    missing = {"commit", "what", "machine", "wall_minutes", "measured"} - set(frame.columns)
+    if missing:
+        raise DocsError(f"results/benchmarks/full_runs.csv: columns {sorted(missing)} missing")
+    rows = [[f"`{r['commit']}`", r["what"], r["machine"], f"{float(r['wall_minutes']):.1f}", r["measured"]]
+            for _, r in frame.iterrows()]
+    return "\n".join(_table(["commit", "configuration", "machine", "wall minutes", "measured"], rows,
+                            "|---|---|---|---:|---|")) + "\n"
+
+
 MEMBERS_BASE = LPFT_RUN  # the default run before the seed ensemble and single-thread jobs
 MEMBERS_ROWS = (("aes_cnn", "proposed CNN"), ("shallow_cnn", "shallow CNN"),
                 ("efficientnet_lite0_transfer", "transfer"), ("ensemble", "ensemble"))
 
 
-def members_test(res: Results, _arg=None) -> str:
-    """The seed-ensemble amendment in the default run (docs/tuning.md): per dataset how the proposed CNN was trained
-    before (``results/history/8a463aa``) and now, with its validation scores and training time, then
-    :func:`_runs_compared`'s test rows of the proposed CNN, the shallow CNN and the transfer baseline (their recipes
-    unchanged) and the ensemble, each with McNemar's test between the two runs."""
+def _run_label(run: str) -> str:
+    return "this run" if not run else f"`results/{run}`"
+
+
+# Full runs compared by members-test:<name>: (first, second) folders under results/ laid out like it ("" = this run)
+RUN_PAIRS = {
+    "": (MEMBERS_BASE, ""),  # the committed run before the seed ensemble (another VM) -> this run
+    "same-vm": (f"{MEMBERS_BASE}-avx512", ""),  # the default before, rerun on this run's VM -> this run
+    "processor": (MEMBERS_BASE, f"{MEMBERS_BASE}-avx512"),  # the default before on the two VMs
+}
+
+
+def members_test(res: Results, arg: str | None = None) -> str:
+    """Two full runs compared (``members-test:<name>``, the pairs of :data:`RUN_PAIRS`): per dataset how the proposed CNN was trained in each, with its validation scores and training
+    time and the machine, then :func:`_runs_compared`'s test rows of the proposed CNN, the shallow CNN, the transfer
+    baseline and the ensemble, each with McNemar's test between the two runs."""
+    if (arg or "") not in RUN_PAIRS:
+        raise DocsError(f"members-test:{arg}: unknown comparison (known: {', '.join(sorted(RUN_PAIRS))})")
+    base, new = RUN_PAIRS[arg or ""]
+    prefix = {run: f"{run}/" if run else "" for run in (base, new)}
     rows, notes = [], []
     for ds in DATASET_ORDER:
-        if not (res.dir / ds / "training/aes_cnn_training.json").is_file():
+        if not (res.dir / f"{prefix[new]}{ds}/training/aes_cnn_training.json").is_file():
             continue
-        old, now = res.json(f"{MEMBERS_BASE}/{ds}/aes_cnn_training.json"), res.json(f"{ds}/training/aes_cnn_training.json")
-        members = now.get("members") or []
-        seeds = ", ".join(str(m["seed"]) for m in members)
-        epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
-        what = (f"mean of {len(members)} networks (seeds {seeds}; epochs run (best) {epochs})" if members
-                else f"one network (seed {now['seed']})")
-        before = (f"mean of {len(old['members'])} networks" if old.get("members") else f"one network (seed {old['seed']})")
-        notes.append(f"- {ds}: {before}, {old['threads']} thread(s) → {what}, {now['threads']} "
-                     f"thread(s); validation accuracy {f3(old['val_accuracy'])} → {f3(now['val_accuracy'])}, loss "
-                     f"{f3(old['val_loss'])} → {f3(now['val_loss'])}; training {fint(round(old['train_seconds']))} s → "
-                     f"{fint(round(now['train_seconds']))} s.")
-        rows += _runs_compared(res, ds, f"{MEMBERS_BASE}/{ds}/", f"{ds}/", MEMBERS_ROWS, [m for m, _ in MEMBERS_ROWS])
+        old, now = (res.json(f"{prefix[run]}{ds}/training/aes_cnn_training.json") for run in (base, new))
+        described = []
+        for info in (old, now):
+            members = info.get("members") or []
+            seeds = ", ".join(str(m["seed"]) for m in members)
+            epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
+            what = (f"mean of {len(members)} networks (seeds {seeds}; epochs run (best) {epochs})" if members
+                    else f"one network (seed {info['seed']}; {info['epochs_run']} epochs, best {info['best_epoch']})")
+            described.append(f"{what}, {info['threads']} thread(s), {_cpu_kind(info['provenance'])}")
+        notes.append(f"- {ds}: {described[0]} → {described[1]}; validation accuracy {f3(old['val_accuracy'])} → "
+                     f"{f3(now['val_accuracy'])}, loss {f3(old['val_loss'])} → {f3(now['val_loss'])}; training "
+                     f"{fint(round(old['train_seconds']))} s → {fint(round(now['train_seconds']))} s.")
+        rows += _runs_compared(res, ds, f"{prefix[base]}{ds}/", f"{prefix[new]}{ds}/", MEMBERS_ROWS,
+                               [m for m, _ in MEMBERS_ROWS])
     if not notes:
-        raise DocsError(f"{res.dir}: no training record of the proposed CNN")
-    lines = ["The proposed CNN, before → now:", "", *notes, "",
-             "Test, evaluated once (the run before → this run; accuracy with its 95% CI; McNemar: p (only the first / "
+        raise DocsError(f"{res.dir / prefix[new]}: no training record of the proposed CNN")
+    lines = [f"The proposed CNN, {_run_label(base)} → {_run_label(new)}:", "", *notes, "",
+             f"Test ({_run_label(base)} → {_run_label(new)}; accuracy with its 95% CI; McNemar: p (only the first / "
              "only the second correct), against the proposed CNN of the same run, and between the two runs' rows, "
-             "the run before first):", ""]
+             "the first run first):", ""]
     lines += _table(["dataset", "row", "accuracy", "ROC-AUC", "specificity", "McNemar: proposed CNN vs this row",
-                     "McNemar: before vs now"], rows, "|---|---|---|---|---|---|---|")
+                     "McNemar: between the runs"], rows, "|---|---|---|---|---|---|---|")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_kind(provenance: dict) -> str:
+    """The processor as the provenance names it, with AVX-512 said: the CPU flags decide which kernels run."""
+    c = provenance.get("cpu", {})
+    avx512 = any(f.startswith("avx512") for f in c.get("flags", []))
+    return f"{c.get('model_name') or c.get('machine')} {'with' if avx512 else 'without'} AVX-512"
 
 
 GENERATORS = {
@@ -1234,6 +1271,7 @@ GENERATORS = {
     "finetune-cpu-line": finetune_cpu_line,
     "lpft-test": lpft_test,
     "members-test": members_test,
+    "full-runs": full_runs,
     "shift-features": shift_features,
 }
 
