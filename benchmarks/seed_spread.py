@@ -109,5 +109,6 @@ def _scored(row: dict, views: dict, part: dict, d: dict, args, backend: str, mac
     print(json.dumps(row), flush=True)
     return row
 
+
 if __name__ == "__main__":
     main()
