@@ -59,12 +59,10 @@ def finetune(full, maps_tr, y_tr, maps_va, y_va, n_classes: int, recipe: dict, p
     activations (cryptomed.transfer.train_top; ``probe_c``: LP-FT, the softmax started from the linear probe);
     returns (validation probabilities, epochs run, best epoch, training seconds, (probe C, its validation loss) or
     None)."""
-    from cryptomed.models import predict_proba
-    from cryptomed.transfer import train_top
+    from cryptomed.transfer import predict_softmax, train_top
 
     model, info = train_top(full, AFTER_STAGE, maps_tr, y_tr, maps_va, y_va, n_classes, recipe, probe_c)
-    probs, _ = predict_proba(model, maps_va.astype("float32"))
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    probs, _ = predict_softmax(model, maps_va.astype("float32"))
     probe = (info["probe_C"], info["probe_val_loss"]) if probe_c is not None else None
     return probs, info["epochs_run"], info["best_epoch"], info["train_seconds"], probe
 
@@ -193,15 +191,13 @@ def finetune_images(weights, images, labels, tr, va, size: int, n_classes: int, 
     """The pipeline's fine-tuning (cryptomed.transfer) on the train images, early stopping on validation: its row."""
     import keras
 
-    from cryptomed.models import predict_proba
-    from cryptomed.transfer import build_finetune_model, finetune as finetune_model
+    from cryptomed.transfer import build_finetune_model, finetune as finetune_model, predict_softmax
 
     x = images[..., None].astype("float32")
     model = build_finetune_model(str(weights), size, n_classes, int(recipe["from_stage"]), float(recipe["dropout"]),
                                  int(recipe["seed"]))
     _, info = finetune_model(model, x[tr], labels[tr], x[va], labels[va], n_classes, recipe)
-    probs, _ = predict_proba(model, x[va], int(recipe["batch_size"]))
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs, _ = predict_softmax(model, x[va], int(recipe["batch_size"]))
     keras.backend.clear_session()
     return {"arm": "finetune_images", **score(labels[va], probs), "epochs_run": info["epochs_run"],
             "best_epoch": info["best_epoch"], "train_seconds": info["train_seconds"],

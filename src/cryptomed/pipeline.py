@@ -592,9 +592,8 @@ def efficientnet_finetune_stage(smk) -> None:
     backend = configure_backend(smk.params.backend, _threads(smk), bool(smk.params.deterministic))
     from .data import load_arrays
     from .files import atomic_path, write_json
-    from .models import predict_proba
     from .provenance import provenance
-    from .transfer import build_finetune_model, finetune, resize_images
+    from .transfer import build_finetune_model, finetune, predict_softmax, resize_images
 
     size = int(cfg["image_size"])
     arrays = load_arrays(smk.input.data)
@@ -609,9 +608,8 @@ def efficientnet_finetune_stage(smk) -> None:
              smk.wildcards.dataset, ft["from_stage"], tr.sum(), source, va.sum(), backend)
     history, info = finetune(model, x[tr], y[tr], x[va], y[va], n_classes, ft)
     keep = va | te
-    probs, seconds = predict_proba(model, x[keep], int(ft["batch_size"]))
+    probs, seconds = predict_softmax(model, x[keep], int(ft["batch_size"]))
     per_image = seconds / max(1, int(keep.sum()))
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
     with atomic_path(smk.output.probabilities) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, probabilities=probs, ids=arrays["ids"][keep], labels=y[keep], splits=splits[keep],
@@ -632,6 +630,7 @@ def transfer_features_stage(smk) -> None:
 
     backend = configure_backend(smk.params.backend, _threads(smk))
     from .data import load_arrays
+    from .efficientnet_lite import load_model
     from .files import atomic_path
     from .transfer import efficientnet_features_and_maps
 
@@ -641,13 +640,14 @@ def transfer_features_stage(smk) -> None:
     taps = tuple(cfg["taps"])
     lpft = cfg.get("lpft")
     images, source = _transfer_images(smk, cfg, arrays)
+    full = load_model(smk.input.weights, image_size=size)  # loaded once: the features' pass and the LP-FT top
     feats, maps, seconds = efficientnet_features_and_maps(smk.input.weights, images, size,
                                                           int(lpft["after_stage"]) if lpft else None,
-                                                          int(cfg["batch_size"]), taps=taps)
+                                                          int(cfg["batch_size"]), taps=taps, full=full)
     rate = len(feats) / max(seconds, 1e-9)
     log.info("%s: %d images (%s) at %d px, %d features (%s), in %.1f s of network time (%.1f images/s)",
              smk.wildcards.dataset, len(feats), source, size, feats.shape[1], "+".join(taps), seconds, rate)
-    extra = _lpft_top(smk, cfg, arrays, maps, backend) if lpft else {}
+    extra = _lpft_top(smk, cfg, arrays, full, maps, backend) if lpft else {}
     with atomic_path(smk.output.features) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, features=feats, labels=arrays["labels"], splits=arrays["splits"], ids=arrays["ids"],
@@ -655,28 +655,25 @@ def transfer_features_stage(smk) -> None:
                      source=np.array(source), **extra)
 
 
-def _lpft_top(smk, cfg: dict, arrays: dict, maps: np.ndarray, backend: str) -> dict:
-    """LP-FT (docs/tuning.md): the backbone's top trained on the training records' cached activations ``maps``, its
+def _lpft_top(smk, cfg: dict, arrays: dict, full, maps: np.ndarray, backend: str) -> dict:
+    """LP-FT (docs/tuning.md): the top of the loaded backbone ``full`` trained on the training records' cached
+    activations ``maps``, its
     softmax started from the linear probe (C from ``cfg["C"]`` by validation loss), early stopping on validation.
     Returns the arrays stored beside the features: class probabilities of every record, seconds per image of the
     top and the training record (JSON)."""
     import json
 
-    from .efficientnet_lite import load_model
-    from .models import predict_proba
     from .provenance import provenance
-    from .transfer import train_top
+    from .transfer import predict_softmax, train_top
 
     recipe = dict(cfg["lpft"])
     y, splits = arrays["labels"], arrays["splits"]
     tr, va = splits == "train", splits == "val"
-    full = load_model(smk.input.weights, image_size=int(cfg["image_size"]))
     log.info("%s: LP-FT top after stage %d on %d training records, validating on %d", smk.wildcards.dataset,
              recipe["after_stage"], tr.sum(), va.sum())
     model, info = train_top(full, int(recipe["after_stage"]), maps[tr], y[tr], maps[va], y[va],
                             len(arrays["classes"]), recipe, probe_c=list(cfg["C"]))
-    probs, seconds = predict_proba(model, maps.astype("float32"), int(recipe["batch_size"]))
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    probs, seconds = predict_softmax(model, maps.astype("float32"), int(recipe["batch_size"]))
     log.info("%s: LP-FT top (probe C=%g), best epoch %d of %d, validation loss %.4f, %.0f s of training",
              smk.wildcards.dataset, info["probe_C"], info["best_epoch"], info["epochs_run"], info["val_loss"],
              info["train_seconds"])

@@ -193,15 +193,18 @@ def efficientnet_features(weights: str, images: np.ndarray, size: int, batch_siz
 
 
 def efficientnet_features_and_maps(weights: str, images: np.ndarray, size: int, after_stage: int | None,
-                                   batch_size: int = 64, chunk: int = 512, taps: tuple[str, ...] = ("head",)):
+                                   batch_size: int = 64, chunk: int = 512, taps: tuple[str, ...] = ("head",),
+                                   full=None):
     """:func:`efficientnet_features` and, in the same pass, the activations at the end of stage ``after_stage``
-    (float16, for :func:`train_top`; None if ``after_stage`` is None). Returns (features, activations, seconds)."""
+    (float16, for :func:`train_top`; None if ``after_stage`` is None). Returns (features, activations, seconds).
+    ``full``: the network already loaded from ``weights`` at ``size`` (so a caller that also trains its top loads
+    it once)."""
     import keras
 
     from .efficientnet_lite import load_model, preprocess_input, stage_output, tap_output, tap_width
 
     taps = tuple(taps)
-    full = load_model(weights, image_size=size)
+    full = full if full is not None else load_model(weights, image_size=size)
     pooled = tap_output(full, taps)
     model = keras.Model(full.input, [pooled, stage_output(full, int(after_stage))] if after_stage else pooled)
 
@@ -286,6 +289,15 @@ def train_top(full_model, after_stage: int, maps_tr, y_tr, maps_va, y_va, n_clas
                 train_seconds=time.perf_counter() - t0, history={k: [float(v) for v in vals]
                                                                  for k, vals in hist.history.items()})
     return model, info
+
+
+def predict_softmax(model, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """:func:`cryptomed.models.predict_proba` of a softmax network, each row renormalised to sum to 1 (float32
+    softmax rounding), as the fine-tuned and LP-FT tops' probabilities are stored and averaged."""
+    from .models import predict_proba
+
+    probs, seconds = predict_proba(model, x, batch_size)
+    return probs / probs.sum(axis=1, keepdims=True), seconds
 
 
 def logistic_head(c: float, seed: int = 0):
