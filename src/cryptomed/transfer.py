@@ -234,12 +234,12 @@ def linear_probe(f_tr, y_tr, f_va, y_va, n_classes: int, c_grid, seed: int = 0):
     validation log loss, the standardisation folded in. Returns (kernel (d, n_classes), bias (n_classes,), C, its
     validation log loss): a softmax layer with these weights gives the probe's probabilities (binary: logits 0 and
     the probe's)."""
-    from sklearn.metrics import log_loss
+    from .metrics import mean_log_loss
 
     best = None
     for c in c_grid:
         probe = logistic_head(float(c), seed).fit(f_tr, y_tr)
-        loss = float(log_loss(y_va, np.clip(probe.predict_proba(f_va), 1e-7, 1), labels=range(n_classes)))
+        loss = mean_log_loss(y_va, probe.predict_proba(f_va))  # the loss every other validation choice uses
         if best is None or loss < best[2]:
             best = (probe, float(c), loss)
     probe, c, loss = best

@@ -16,6 +16,7 @@ rule baseline_aes_classical:
         engine=config["crypto"]["engine"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],
+    priority: PRIORITY["baseline_aes_classical"]
     log:
         "logs/baseline_aes_classical/{dataset}.log",
     benchmark:
@@ -40,6 +41,7 @@ rule baseline_he_linear:
         engine=config["crypto"]["engine"],
         bootstrap_resamples=config["evaluate"]["bootstrap_resamples"],
         seed=config["evaluate"]["seed"],
+    priority: PRIORITY["baseline_he_linear"]
     log:
         "logs/baseline_he_linear/{dataset}.log",
     benchmark:

@@ -33,6 +33,27 @@ def job_threads(wanted):
     """A rule's threads, at most config["threads_per_job"]."""
     return min(wanted, MAX_TRAIN_THREADS)
 
+
+# Which ready job runs first (Snakemake starts the highest priority; default 0): the longest first, so that the
+# cores do not idle at the end while one long job finishes alone (the jobs' order in a full run's benchmark files,
+# docs/performance.md). encrypt and decrypt take seconds but gate the proposed CNN's training, the longest job.
+PRIORITY = {
+    "encrypt": 100,
+    "decrypt": 100,
+    "train:aes_cnn": 90,
+    "train:plain_cnn": 85,
+    "finetune_efficientnet": 80,
+    "pretrain_backbone": 75,
+    "train:shallow_cnn": 70,
+    "transfer_features": 60,
+    "baseline_aes_classical": 50,
+    "baseline_he_linear": 40,
+}
+
+
+def train_priority(wildcards):
+    return PRIORITY["train:" + wildcards.method]
+
 # Method key -> title in tables. The proposed method first; then the paper's baselines, each switchable
 # in config["baselines"]. CNN methods go through the train and evaluate rules; the others have their own rule.
 BASELINES = config["baselines"]

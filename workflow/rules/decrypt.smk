@@ -15,7 +15,8 @@ rule decrypt:
     params:
         key_file=config["crypto"]["key_file"],
         engine=config["crypto"]["engine"],
-    threads: config["crypto"]["threads"]
+    threads: job_threads(config["crypto"]["threads"])
+    priority: PRIORITY["decrypt"]
     log:
         "logs/decrypt/{dataset}.log",
     benchmark:

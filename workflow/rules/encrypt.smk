@@ -8,7 +8,8 @@ rule encrypt:
         # The key file's path only; the key never enters config, params, logs or outputs.
         key_file=config["crypto"]["key_file"],
         engine=config["crypto"]["engine"],
-    threads: config["crypto"]["threads"]
+    threads: job_threads(config["crypto"]["threads"])
+    priority: PRIORITY["encrypt"]
     log:
         "logs/encrypt/{dataset}.log",
     benchmark:

@@ -14,6 +14,7 @@ rule train:
     params:
         train=train_params,
     threads: MAX_TRAIN_THREADS
+    priority: train_priority
     resources:
         gpu=1,
     log:

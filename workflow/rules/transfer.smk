@@ -35,6 +35,7 @@ rule transfer_features:
         efficientnet=efficientnet_feature_params,
         backend=config["train"]["backend"],
     threads: MAX_TRAIN_THREADS
+    priority: PRIORITY["transfer_features"]
     resources:
         gpu=1,
     log:
@@ -61,6 +62,7 @@ rule finetune_efficientnet:
         backend=config["train"]["backend"],
         deterministic=config["train"].get("deterministic", False),
     threads: MAX_TRAIN_THREADS
+    priority: PRIORITY["finetune_efficientnet"]
     resources:
         gpu=1,
     log:
@@ -109,6 +111,7 @@ rule pretrain_backbone:
         arch="vgg16|resnet50",
         source="|".join(DATASETS),
     threads: MAX_TRAIN_THREADS
+    priority: PRIORITY["pretrain_backbone"]
     resources:
         gpu=1,
     log:
