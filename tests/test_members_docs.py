@@ -70,7 +70,12 @@ def test_the_full_runs_table_and_its_columns(tmp_path):
     folder.mkdir(parents=True)
     row = {"commit": "abc1234", "what": "the default", "machine": "2-core CPU", "wall_minutes": 23.88, "measured": "time"}
     pd.DataFrame([row]).to_csv(folder / "full_runs.csv", index=False)
-    assert "| `abc1234` | the default | 2-core CPU | 23.9 | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    assert "| `abc1234` | the default | 2-core CPU | 23.9 | — | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    pd.DataFrame([{**row, "cores": 2, "job_minutes": 35.8}]).to_csv(folder / "full_runs.csv", index=False)
+    assert "| 23.9 | 35.8 (75%) | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    pd.DataFrame([{**row, "cores": 1, "job_minutes": 35.8}]).to_csv(folder / "full_runs.csv", index=False)
+    with pytest.raises(docs.DocsError, match="row 2: 35.8 job-minutes on 1 cores in 23.88 minutes is impossible"):
+        docs.full_runs(docs.Results(tmp_path / "results"))
     pd.DataFrame([{k: v for k, v in row.items() if k != "machine"}]).to_csv(folder / "full_runs.csv", index=False)
     with pytest.raises(docs.DocsError, match=r"columns \['machine'\] missing"):
         docs.full_runs(docs.Results(tmp_path / "results"))

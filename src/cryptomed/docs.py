@@ -1170,15 +1170,26 @@ def shift_features(res: Results, ds: str | None) -> str:
 
 def full_runs(res: Results, _arg=None) -> str:
     """Wall times of full runs on clean clones (``results/benchmarks/full_runs.csv``: commit, configuration, machine,
-    minutes, how it was measured), the rows in the file's order."""
+    minutes, how it was measured; optionally ``cores`` and ``job_minutes``, the run's benchmark seconds summed), the
+    rows in the file's order. Where both are given, the share of the cores' time the jobs kept busy:
+    job_minutes / (cores x wall_minutes)."""
     frame = res.csv("benchmarks/full_runs.csv")
     missing = {"commit", "what", "machine", "wall_minutes", "measured"} - set(frame.columns)
     if missing:
         raise DocsError(f"results/benchmarks/full_runs.csv: columns {sorted(missing)} missing")
-    rows = [[f"`{r['commit']}`", r["what"], r["machine"], f"{float(r['wall_minutes']):.1f}", r["measured"]]
-            for _, r in frame.iterrows()]
-    return "\n".join(_table(["commit", "configuration", "machine", "wall minutes", "measured"], rows,
-                            "|---|---|---|---:|---|")) + "\n"
+    rows = []
+    for i, r in frame.iterrows():
+        busy = "—"
+        if pd.notna(r.get("job_minutes")) and pd.notna(r.get("cores")):
+            share = float(r["job_minutes"]) / (float(r["cores"]) * float(r["wall_minutes"]))
+            if not 0 < share <= 1.0:
+                raise DocsError(f"results/benchmarks/full_runs.csv row {i + 2}: {r['job_minutes']} job-minutes on "
+                                f"{r['cores']} cores in {r['wall_minutes']} minutes is impossible")
+            busy = f"{float(r['job_minutes']):.1f} ({share:.0%})"
+        rows.append([f"`{r['commit']}`", r["what"], r["machine"], f"{float(r['wall_minutes']):.1f}", busy,
+                     r["measured"]])
+    return "\n".join(_table(["commit", "configuration", "machine", "wall minutes", "job-minutes (cores busy)",
+                             "measured"], rows, "|---|---|---|---:|---:|---|")) + "\n"
 
 
 MEMBERS_BASE = LPFT_RUN  # the default run before the seed ensemble and single-thread jobs

@@ -36,10 +36,12 @@ def job_threads(wanted):
 
 # Which ready job runs first (Snakemake starts the highest priority; default 0): the longest first, so that the
 # cores do not idle at the end while one long job finishes alone (the jobs' order in a full run's benchmark files,
-# docs/performance.md). encrypt and decrypt take seconds but gate the proposed CNN's training, the longest job.
+# docs/performance.md). encrypt, decrypt and convert_efficientnet take seconds but gate long jobs: the proposed
+# CNN's training, the transfer features.
 PRIORITY = {
     "encrypt": 100,
     "decrypt": 100,
+    "convert_efficientnet": 100,
     "train:aes_cnn": 90,
     "train:plain_cnn": 85,
     "finetune_efficientnet": 80,

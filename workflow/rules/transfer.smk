@@ -12,6 +12,7 @@ rule convert_efficientnet:
         info="results/pretrained/efficientnet_lite0_imagenet.json",
     params:
         sha256=EFFICIENTNET_SHA256,
+    priority: PRIORITY["convert_efficientnet"]
     log:
         "logs/convert_efficientnet.log",
     benchmark:
