@@ -5,8 +5,9 @@
 Clones this checkout's HEAD (committed work only) into --workdir, runs `make setup` there, then times
 `snakemake --cores all` with the mirror, as a new user would. On success it appends a row to this checkout's
 results/benchmarks/full_runs.csv: commit, what, machine (cores and processor, AVX-512 said, from the run's
-provenance), wall minutes, how it was measured (UTC start and end), cores, job-minutes (the clone's benchmark seconds
-summed, benchmarks/pipeline.py) -- the table docs/performance.md and docs/tuning.md generate. It lists the tracked
+provenance), wall minutes, how it was measured (UTC start and end), cores, job-minutes and CPU-minutes (the clone's
+benchmark files' wall and CPU seconds summed), and the SHA-256 of each of its prediction files to
+results/benchmarks/full_runs_predictions.csv -- the table docs/performance.md and docs/tuning.md generate. It lists the tracked
 files the run changed; --copy copies them into this checkout (results/ then come from that run). A failed setup or
 run exits non-zero with its log's last lines and records nothing. Nothing else should run on the machine meanwhile:
 the wall time is the measurement.
@@ -27,12 +28,11 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
-from pipeline import rule_times  # noqa: E402
+from cryptomed.docs import FULL_RUN_DIGESTS, prediction_digests  # noqa: E402
 
-COLUMNS = ["commit", "what", "machine", "wall_minutes", "measured", "cores", "job_minutes"]
+COLUMNS = ["commit", "what", "machine", "wall_minutes", "measured", "cores", "job_minutes", "cpu_minutes"]
 
 
 def machine(results: Path, cores: int) -> str:
@@ -50,26 +50,39 @@ def run_row(results: Path, commit: str, what: str, start: dt.datetime, end: dt.d
     if end <= start:
         raise ValueError(f"the run ended ({end:%H:%M:%S}) before it started ({start:%H:%M:%S})")
     wall = (end - start).total_seconds() / 60
-    jobs = rule_times(results)["seconds"].sum() / 60
+    tsvs = sorted((results / "benchmarks").rglob("*.tsv"))
+    if not tsvs:
+        raise ValueError(f"no benchmark files under {results / 'benchmarks'}")
+    frames = [pd.read_csv(t, sep="\t") for t in tsvs]
+    jobs, cpu = (sum(float(f[col].sum()) for f in frames) / 60 for col in ("s", "cpu_time"))
     if jobs > cores * wall * 1.001:
         raise ValueError(f"{jobs:.1f} job-minutes cannot fit {cores} cores for {wall:.1f} minutes: the benchmark "
                          f"files under {results} are not all from this run")
-    return {"commit": commit, "what": what, "machine": machine(results, cores), "wall_minutes": round(wall, 1),
+    return {"commit": commit, "what": what, "machine": machine(results, cores), "wall_minutes": round(wall, 2),
             "measured": f"time snakemake --cores all on a clean clone, {start:%H:%M:%S} to {end:%H:%M:%S} UTC, "
-                        f"{start:%Y-%m-%d}", "cores": cores, "job_minutes": round(jobs, 1)}
+                        f"{start:%Y-%m-%d}", "cores": cores, "job_minutes": round(jobs, 2), "cpu_minutes": round(cpu, 2)}
 
 
-def append_row(csv: Path, row: dict) -> None:
-    """Append ``row`` to full_runs.csv (created if absent), written whole to a temporary file first."""
-    frame = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
-    missing = set(COLUMNS) - set(frame.columns) - {"cores", "job_minutes"}
+def append_rows(csv: Path, rows: list[dict], columns: list[str]) -> None:
+    """Append ``rows`` to a CSV (created if absent), written whole to a temporary file first."""
+    frame = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=columns)
+    missing = set(columns) - set(frame.columns) - {"cores", "job_minutes", "cpu_minutes"}
     if missing:
         raise SystemExit(f"{csv}: columns {sorted(missing)} missing")
-    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
-    frame["cores"] = frame["cores"].astype("Int64")
+    frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+    if "cores" in frame:
+        frame["cores"] = frame["cores"].astype("Int64")
     tmp = csv.with_suffix(".csv.tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(csv)
+
+
+def record(results: Path, row: dict, into: Path) -> None:
+    """The run's row into ``into``/benchmarks/full_runs.csv and its prediction files' digests beside it."""
+    digests = [{"commit": row["commit"], "machine": row["machine"], "file": f, "sha256": h}
+               for f, h in prediction_digests(results).items()]
+    append_rows(into / FULL_RUN_DIGESTS, digests, ["commit", "machine", "file", "sha256"])
+    append_rows(into / "benchmarks" / "full_runs.csv", [row], COLUMNS)
 
 
 def _step(cmd: list[str], cwd: Path, log: Path, env=None) -> None:
@@ -106,9 +119,9 @@ def main(argv=None) -> int:
           args.workdir / "logs" / "full_run.log", env=env)
     end = start + dt.timedelta(seconds=time.perf_counter() - t0)
     row = run_row(args.workdir / "results", commit, args.what, start, end, cores)
-    append_row(REPO / "results/benchmarks/full_runs.csv", row)
-    print(f"{row['wall_minutes']} min wall, {row['job_minutes']} job-minutes on {row['machine']}: a row appended to "
-          "results/benchmarks/full_runs.csv")
+    record(args.workdir / "results", row, REPO / "results")
+    print(f"{row['wall_minutes']} min wall, {row['job_minutes']} job-minutes, {row['cpu_minutes']} CPU-minutes on "
+          f"{row['machine']}: a row appended to results/benchmarks/full_runs.csv")
     changed = subprocess.run(["git", "diff", "--name-only"], cwd=args.workdir, capture_output=True, text=True,
                              check=True).stdout.split()
     for path in changed:

@@ -24,10 +24,13 @@ def fake_run(results: Path, seconds: dict, flags=("avx2", "avx512f")) -> None:
     for job, s in seconds.items():
         path = results / "benchmarks" / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:00\t1.0\n")
+        path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:00:00\t1.0\t{s / 2}\n")
     metrics = results / "chest_xray" / "metrics" / "aes_cnn.json"
     metrics.parent.mkdir(parents=True)
     metrics.write_text(json.dumps({"provenance": {"cpu": {"model_name": "AMD EPYC", "flags": list(flags)}}}))
+    for method in ("aes_cnn", "he_linear"):
+        (results / "chest_xray" / "predictions").mkdir(exist_ok=True)
+        (results / "chest_xray" / "predictions" / f"{method}.csv").write_text(f"id,p\n1,{method}\n")
 
 
 def test_the_row_sums_the_runs_benchmarks_and_names_the_processor(tmp_path):
@@ -37,13 +40,17 @@ def test_the_row_sums_the_runs_benchmarks_and_names_the_processor(tmp_path):
                            START + dt.timedelta(minutes=11, seconds=6), cores=2)
     assert row == {"commit": "abc1234", "what": "the default", "machine": "2-core AMD EPYC with AVX-512",
                    "wall_minutes": 11.1, "measured": "time snakemake --cores all on a clean clone, 09:50:19 to "
-                   "10:01:25 UTC, 2026-11-28", "cores": 2, "job_minutes": 21.1}
-    csv = tmp_path / "results" / "benchmarks" / "full_runs.csv"
-    full_run.append_row(csv, row)
-    full_run.append_row(csv, {**row, "commit": "def5678"})
-    assert list(pd.read_csv(csv)["commit"]) == ["abc1234", "def5678"]
-    table = docs.full_runs(docs.Results(tmp_path / "results"))  # the generated table reads it
-    assert "| `def5678` | the default | 2-core AMD EPYC with AVX-512 | 11.1 | 21.1 (95%) |" in table
+                   "10:01:25 UTC, 2026-11-28", "cores": 2, "job_minutes": 21.1, "cpu_minutes": 10.55}
+    results = tmp_path / "results"
+    full_run.record(results, row, results)
+    (results / "chest_xray" / "predictions" / "he_linear.csv").write_text("id,p\n1,fresh noise\n")  # a later run
+    full_run.record(results, {**row, "commit": "def5678"}, results)
+    assert list(pd.read_csv(results / "benchmarks" / "full_runs.csv")["commit"]) == ["abc1234", "def5678"]
+    assert len(pd.read_csv(results / docs.FULL_RUN_DIGESTS)) == 4
+    table = docs.full_runs(docs.Results(results))  # the generated table reads both
+    assert ("| `abc1234` | the default | 2-core AMD EPYC with AVX-512 | 11.1 | 21.1 (95%) | 10.6 (48%) | 1 of 2 |"
+            in table), table
+    assert "| 11.1 | 21.1 (95%) | 10.6 (48%) | 2 of 2 |" in table.split("`def5678`")[1]
 
 
 def test_benchmarks_from_another_run_or_a_clock_gone_backwards_are_refused(tmp_path):

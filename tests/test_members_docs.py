@@ -70,9 +70,14 @@ def test_the_full_runs_table_and_its_columns(tmp_path):
     folder.mkdir(parents=True)
     row = {"commit": "abc1234", "what": "the default", "machine": "2-core CPU", "wall_minutes": 23.88, "measured": "time"}
     pd.DataFrame([row]).to_csv(folder / "full_runs.csv", index=False)
-    assert "| `abc1234` | the default | 2-core CPU | 23.9 | — | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
-    pd.DataFrame([{**row, "cores": 2, "job_minutes": 35.8}]).to_csv(folder / "full_runs.csv", index=False)
-    assert "| 23.9 | 35.8 (75%) | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    assert "| `abc1234` | the default | 2-core CPU | 23.9 | — | — | — | time |" in docs.full_runs(
+        docs.Results(tmp_path / "results"))
+    pd.DataFrame([{**row, "cores": 2, "job_minutes": 35.8, "cpu_minutes": 29.4}]).to_csv(folder / "full_runs.csv",
+                                                                                        index=False)
+    assert "| 23.9 | 35.8 (75%) | 29.4 (62%) | — | time |" in docs.full_runs(docs.Results(tmp_path / "results"))
+    pd.DataFrame([{**row, "cores": 2, "wall_minutes": 18.5, "job_minutes": 37.1}]).to_csv(folder / "full_runs.csv",
+                                                                                         index=False)
+    assert "| 18.5 | 37.1 (100%) |" in docs.full_runs(docs.Results(tmp_path / "results"))  # rounded minutes
     pd.DataFrame([{**row, "cores": 1, "job_minutes": 35.8}]).to_csv(folder / "full_runs.csv", index=False)
     with pytest.raises(docs.DocsError, match="row 2: 35.8 job-minutes on 1 cores in 23.88 minutes is impossible"):
         docs.full_runs(docs.Results(tmp_path / "results"))

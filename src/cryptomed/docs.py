@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -1168,28 +1169,52 @@ def shift_features(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + f"\n\n(`results/{rel}`)\n"
 
 
+FULL_RUN_DIGESTS = "benchmarks/full_runs_predictions.csv"  # commit, machine, file, sha256 (benchmarks/full_run.py)
+
+
+def prediction_digests(results: Path) -> dict[str, str]:
+    """SHA-256 of every prediction file of a run: ``<dataset>/predictions/<method>.csv`` -> hex digest."""
+    return {p.relative_to(results).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(results).glob("*/predictions/*.csv"))}
+
+
+def _share(i: int, minutes, what: str, cores: float, wall: float) -> str:
+    if pd.isna(minutes):
+        return "—"
+    share = float(minutes) / (cores * wall)
+    if not 0 < share <= 1.01:  # the file's minutes are rounded
+        raise DocsError(f"results/benchmarks/full_runs.csv row {i + 2}: {minutes} {what} on {cores:g} cores in "
+                        f"{wall:g} minutes is impossible")
+    return f"{float(minutes):.1f} ({min(share, 1.0):.0%})"
+
+
 def full_runs(res: Results, _arg=None) -> str:
     """Wall times of full runs on clean clones (``results/benchmarks/full_runs.csv``: commit, configuration, machine,
-    minutes, how it was measured; optionally ``cores`` and ``job_minutes``, the run's benchmark seconds summed), the
-    rows in the file's order. Where both are given, the share of the cores' time the jobs kept busy:
-    job_minutes / (cores x wall_minutes)."""
+    minutes, how it was measured; optionally ``cores``, ``job_minutes`` and ``cpu_minutes``: the run's benchmark
+    files' wall seconds and CPU seconds summed), the rows in the file's order. Beside the minutes their share of
+    the cores' time: job-minutes say how much of it jobs occupied (a job waiting for a core counts), CPU-minutes how
+    much they used (sampled by Snakemake: a lower bound). Where :data:`FULL_RUN_DIGESTS` holds a run's prediction
+    files' SHA-256, how many of them equal this results directory's."""
     frame = res.csv("benchmarks/full_runs.csv")
     missing = {"commit", "what", "machine", "wall_minutes", "measured"} - set(frame.columns)
     if missing:
         raise DocsError(f"results/benchmarks/full_runs.csv: columns {sorted(missing)} missing")
+    digests = res.csv(FULL_RUN_DIGESTS) if (res.dir / FULL_RUN_DIGESTS).is_file() else None
+    now = prediction_digests(res.dir)
     rows = []
     for i, r in frame.iterrows():
-        busy = "—"
-        if pd.notna(r.get("job_minutes")) and pd.notna(r.get("cores")):
-            share = float(r["job_minutes"]) / (float(r["cores"]) * float(r["wall_minutes"]))
-            if not 0 < share <= 1.0:
-                raise DocsError(f"results/benchmarks/full_runs.csv row {i + 2}: {r['job_minutes']} job-minutes on "
-                                f"{r['cores']} cores in {r['wall_minutes']} minutes is impossible")
-            busy = f"{float(r['job_minutes']):.1f} ({share:.0%})"
-        rows.append([f"`{r['commit']}`", r["what"], r["machine"], f"{float(r['wall_minutes']):.1f}", busy,
-                     r["measured"]])
-    return "\n".join(_table(["commit", "configuration", "machine", "wall minutes", "job-minutes (cores busy)",
-                             "measured"], rows, "|---|---|---|---:|---:|---|")) + "\n"
+        cores, wall = float(r.get("cores", float("nan"))), float(r["wall_minutes"])
+        slots = _share(i, r.get("job_minutes"), "job-minutes", cores, wall) if pd.notna(cores) else "—"
+        cpu = _share(i, r.get("cpu_minutes"), "CPU-minutes", cores, wall) if pd.notna(cores) else "—"
+        same = "—"
+        if digests is not None:
+            mine = digests[(digests["commit"].astype(str) == str(r["commit"])) & (digests["machine"] == r["machine"])]
+            if len(mine):
+                same = f"{sum(now.get(f) == h for f, h in zip(mine['file'], mine['sha256']))} of {len(mine)}"
+        rows.append([f"`{r['commit']}`", r["what"], r["machine"], f"{wall:.1f}", slots, cpu, same, r["measured"]])
+    return "\n".join(_table(["commit", "configuration", "machine", "wall minutes", "job-minutes (cores occupied)",
+                             "CPU-minutes (cores used)", "prediction files equal to `results/`'s", "measured"],
+                            rows, "|---|---|---|---:|---:|---:|---:|---|")) + "\n"
 
 
 MEMBERS_BASE = LPFT_RUN  # the default run before the seed ensemble and single-thread jobs

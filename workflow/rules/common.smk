@@ -24,7 +24,8 @@ try:
 except DatasetError as exc:
     raise WorkflowError(str(exc)) from None
 
-# Threads of the Keras rules: scaled down to --cores when run locally; the CPUs one job asks for on a cluster.
+# Threads of the Keras rules, and the most that preprocess, encrypt, decrypt and evaluate ask for: scaled down to
+# --cores when run locally; the CPUs one job asks for on a cluster.
 # (From the config, not workflow.cores, so that `snakemake --report` and other commands without --cores work.)
 MAX_TRAIN_THREADS = config["threads_per_job"]
 
@@ -35,9 +36,10 @@ def job_threads(wanted):
 
 
 # Which ready job runs first (Snakemake starts the highest priority; default 0): the longest first, so that the
-# cores do not idle at the end while one long job finishes alone (the jobs' order in a full run's benchmark files,
-# docs/performance.md). encrypt, decrypt and convert_efficientnet take seconds but gate long jobs: the proposed
-# CNN's training, the transfer features.
+# cores do not idle at the end while one long job finishes alone (the rules' order in a full run's benchmark files,
+# docs/performance.md; per rule, so only roughly per job: brain MRI's transfer features are short). encrypt,
+# decrypt and convert_efficientnet take seconds but gate long jobs: the proposed CNN's training, the transfer
+# features. (The train rule's priority, a function of the method, needs Snakemake 9.27: the Snakefile's min_version.)
 PRIORITY = {
     "encrypt": 100,
     "decrypt": 100,
@@ -46,15 +48,12 @@ PRIORITY = {
     "train:plain_cnn": 85,
     "finetune_efficientnet": 80,
     "pretrain_backbone": 75,
+    "baseline_transfer": 72,
     "train:shallow_cnn": 70,
     "transfer_features": 60,
     "baseline_aes_classical": 50,
     "baseline_he_linear": 40,
 }
-
-
-def train_priority(wildcards):
-    return PRIORITY["train:" + wildcards.method]
 
 # Method key -> title in tables. The proposed method first; then the paper's baselines, each switchable
 # in config["baselines"]. CNN methods go through the train and evaluate rules; the others have their own rule.

@@ -14,7 +14,7 @@ rule train:
     params:
         train=train_params,
     threads: MAX_TRAIN_THREADS
-    priority: train_priority
+    priority: lambda wildcards: PRIORITY.get(f"train:{wildcards.method}", 0)
     resources:
         gpu=1,
     log:

@@ -142,6 +142,7 @@ rule baseline_transfer:
     wildcard_constraints:
         arch="vgg16|resnet50",
     threads: MAX_TRAIN_THREADS
+    priority: PRIORITY["baseline_transfer"]
     resources:
         gpu=1,
     log:
