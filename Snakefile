@@ -4,7 +4,7 @@
 
 from snakemake.utils import min_version
 
-min_version("9.27")  # rule priorities given by a function (workflow/rules/common.smk)
+min_version("9.27")  # a rule priority given by a function (workflow/rules/train.smk)
 
 
 configfile: "config.yaml"

@@ -7,8 +7,8 @@ Clones this checkout's HEAD (committed work only) into --workdir, runs `make set
 results/benchmarks/full_runs.csv: commit, what, machine (cores and processor, AVX-512 said, from the run's
 provenance), wall minutes, how it was measured (UTC start and end), cores, job-minutes and CPU-minutes (the clone's
 benchmark files' wall and CPU seconds summed), and the SHA-256 of each of its prediction files to
-results/benchmarks/full_runs_predictions.csv -- the table docs/performance.md and docs/tuning.md generate. It lists the tracked
-files the run changed; --copy copies them into this checkout (results/ then come from that run). A failed setup or
+results/benchmarks/full_runs_predictions.csv -- the table docs/performance.md and docs/tuning.md generate. It lists
+the tracked files the run changed; --copy copies them into this checkout (results/ then come from that run). A failed setup or
 run exits non-zero with its log's last lines and records nothing. Nothing else should run on the machine meanwhile:
 the wall time is the measurement.
 """
@@ -60,7 +60,8 @@ def run_row(results: Path, commit: str, what: str, start: dt.datetime, end: dt.d
                          f"files under {results} are not all from this run")
     return {"commit": commit, "what": what, "machine": machine(results, cores), "wall_minutes": round(wall, 2),
             "measured": f"time snakemake --cores all on a clean clone, {start:%H:%M:%S} to {end:%H:%M:%S} UTC, "
-                        f"{start:%Y-%m-%d}", "cores": cores, "job_minutes": round(jobs, 2), "cpu_minutes": round(cpu, 2)}
+                        f"{start:%Y-%m-%d}", "cores": cores, "job_minutes": round(jobs, 2),
+            "cpu_minutes": round(cpu, 2)}
 
 
 def append_rows(csv: Path, rows: list[dict], columns: list[str]) -> None:
