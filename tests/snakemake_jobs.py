@@ -23,5 +23,5 @@ with SnakemakeApi(OutputSettings()) as api:
     workflow._build_dag()
     workflow.dag.update_priority()  # the priorities the scheduler reads
     print(json.dumps([{"rule": j.rule.name, "output": list(map(str, j.output)), "input": list(map(str, j.input)),
-                       "threads": j.threads, "priority": j.priority, "cores": CORES}
+                       "threads": j.threads, "priority": j.priority}
                       for j in workflow.dag.jobs]))

@@ -38,23 +38,32 @@ def test_the_row_sums_the_runs_benchmarks_and_names_the_processor(tmp_path):
                                     "convert_efficientnet": 6.0})
     row = full_run.run_row(tmp_path / "results", "abc1234", "the default", START,
                            START + dt.timedelta(minutes=11, seconds=6), cores=2)
-    assert row == {"commit": "abc1234", "what": "the default", "machine": "2-core AMD EPYC with AVX-512",
+    assert row == {"run": "abc1234@2026-11-28T09:50:19Z", "commit": "abc1234", "what": "the default",
+                   "machine": "2-core AMD EPYC with AVX-512",
                    "wall_minutes": 11.1, "measured": "time snakemake --cores all on a clean clone, 09:50:19 to "
                    "10:01:25 UTC, 2026-11-28", "cores": 2, "job_minutes": 21.1, "cpu_minutes": 10.55}
     results = tmp_path / "results"
     full_run.record(results, row, results)
     (results / "chest_xray" / "predictions" / "he_linear.csv").write_text("id,p\n1,fresh noise\n")  # a later run
-    full_run.record(results, {**row, "commit": "def5678"}, results)
-    assert list(pd.read_csv(results / "benchmarks" / "full_runs.csv")["commit"]) == ["abc1234", "def5678"]
+    again = {**row, "run": "abc1234@2026-11-28T10:10:00Z", "what": "the default again"}  # the same commit re-timed
+    full_run.record(results, again, results)
+    assert list(pd.read_csv(results / "benchmarks" / "full_runs.csv")["what"]) == ["the default", "the default again"]
     assert len(pd.read_csv(results / docs.FULL_RUN_DIGESTS)) == 4
     table = docs.full_runs(docs.Results(results))  # the generated table reads both
     assert ("| `abc1234` | the default | 2-core AMD EPYC with AVX-512 | 11.1 | 21.1 (95%) | 10.6 (48%) | 1 of 2 |"
             in table), table
-    assert "| 11.1 | 21.1 (95%) | 10.6 (48%) | 2 of 2 |" in table.split("`def5678`")[1]
+    assert "| 11.1 | 21.1 (95%) | 10.6 (48%) | 2 of 2 |" in table.split("the default again")[1]
+    before = {p.name: p.read_bytes() for p in (results / "benchmarks").glob("*.csv")}
+    with pytest.raises(SystemExit, match="recorded already"):  # nothing half-written: both files as they were
+        full_run.record(results, again, results)
+    assert {p.name: p.read_bytes() for p in (results / "benchmarks").glob("*.csv*")} == before
 
 
 def test_benchmarks_from_another_run_or_a_clock_gone_backwards_are_refused(tmp_path):
     fake_run(tmp_path / "results", {"train/a": 1300.0, "train/b": 1300.0}, flags=("avx2",))
+    with pytest.raises(ValueError, match="4 benchmark or prediction files were not written by this run"):
+        full_run.run_row(tmp_path / "results", "abc1234", "x", dt.datetime.now(dt.timezone.utc) + dt.timedelta(
+            hours=1), dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2), cores=2)
     with pytest.raises(ValueError, match="43.3 job-minutes cannot fit 2 cores for 11.0 minutes"):
         full_run.run_row(tmp_path / "results", "abc1234", "x", START, START + dt.timedelta(minutes=11), cores=2)
     with pytest.raises(ValueError, match="ended .* before it started"):
@@ -73,6 +82,8 @@ def test_a_failed_setup_records_nothing_and_a_wrong_mirror_is_refused(tmp_path, 
     (repo / "results" / "benchmarks").mkdir(parents=True)
     csv = repo / "results" / "benchmarks" / "full_runs.csv"
     csv.write_text(",".join(full_run.COLUMNS) + "\n")
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone" / "notes.txt").write_text("someone's")
     for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True)
     mirror = tmp_path / "mirror"
@@ -81,6 +92,16 @@ def test_a_failed_setup_records_nothing_and_a_wrong_mirror_is_refused(tmp_path, 
     with pytest.raises(SystemExit, match="not a data mirror"):
         full_run.main(["--what", "x", "--mirror", str(mirror), "--workdir", str(tmp_path / "clone")])
     (mirror / "README.md").write_text("mirror")
+    for workdir, message in ((repo, "this checkout or a folder holding it"), (tmp_path, "this checkout or a folder"),
+                             (tmp_path / "clone", "not made by this script")):
+        with pytest.raises(SystemExit, match=message):
+            full_run.main(["--what", "x", "--mirror", str(mirror), "--workdir", str(workdir)])
+    assert (tmp_path / "clone" / "notes.txt").read_text() == "someone's"  # not deleted
+    (csv.parent / "extra.csv").write_text("uncommitted")
+    with pytest.raises(SystemExit, match="results/ has uncommitted changes"):
+        full_run.main(["--what", "x", "--mirror", str(mirror), "--workdir", str(tmp_path / "new"), "--copy"])
+    (csv.parent / "extra.csv").unlink()
+    (tmp_path / "clone" / "notes.txt").unlink()
     calls = []
 
     def failing_setup(cmd, cwd, log, env=None):

@@ -35,10 +35,11 @@ def test_no_job_asks_for_more_cores_than_threads_per_job(default_jobs):
     minutes while a single-thread job finished, and the proposed CNN's training (the longest job) waited behind."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert {j["rule"] for j in default_jobs} >= {"encrypt", "decrypt", "preprocess", "train", "evaluate"}
-    assert all(j["cores"] >= 2 for j in default_jobs)  # so a job could ask for 2: the cap is the config's
     assert {job_name(j): j["threads"] for j in default_jobs if j["threads"] > params["threads_per_job"]} == {}
-    wider = {j["rule"]: j["threads"] for j in dag_jobs({"threads_per_job": 2}) if j["rule"] in ("encrypt", "decrypt")}
-    assert wider == {"encrypt": min(2, params["crypto"]["threads"]), "decrypt": min(2, params["crypto"]["threads"])}
+    # The same DAG (--cores 2) lets them have 2 where the config allows it: the cap above is the config's.
+    wider = dag_jobs({"threads_per_job": 2, "crypto": {**params["crypto"], "threads": 2}})
+    assert {j["rule"]: j["threads"] for j in wider if j["rule"] in ("encrypt", "decrypt")} == {"encrypt": 2,
+                                                                                               "decrypt": 2}
 
 
 def test_the_longest_jobs_and_their_gates_start_first(default_jobs):

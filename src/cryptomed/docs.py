@@ -1169,7 +1169,7 @@ def shift_features(res: Results, ds: str | None) -> str:
     return "\n".join(lines) + f"\n\n(`results/{rel}`)\n"
 
 
-FULL_RUN_DIGESTS = "benchmarks/full_runs_predictions.csv"  # commit, machine, file, sha256 (benchmarks/full_run.py)
+FULL_RUN_DIGESTS = "benchmarks/full_runs_predictions.csv"  # run, file, sha256 (benchmarks/full_run.py)
 
 
 def prediction_digests(results: Path) -> dict[str, str]:
@@ -1193,8 +1193,8 @@ def full_runs(res: Results, _arg=None) -> str:
     minutes, how it was measured; optionally ``cores``, ``job_minutes`` and ``cpu_minutes``: the run's benchmark
     files' wall seconds and CPU seconds summed), the rows in the file's order. Beside the minutes their share of
     the cores' time: job-minutes say how much of it jobs occupied (a job waiting for a core counts), CPU-minutes how
-    much they used (sampled by Snakemake: a lower bound). Where :data:`FULL_RUN_DIGESTS` holds a run's prediction
-    files' SHA-256, how many of them equal this results directory's."""
+    much they used (sampled by Snakemake: a lower bound). Where :data:`FULL_RUN_DIGESTS` holds the SHA-256 of the
+    prediction files of a row's ``run``, how many of them equal this results directory's."""
     frame = res.csv("benchmarks/full_runs.csv")
     missing = {"commit", "what", "machine", "wall_minutes", "measured"} - set(frame.columns)
     if missing:
@@ -1208,7 +1208,7 @@ def full_runs(res: Results, _arg=None) -> str:
         cpu = _share(i, r.get("cpu_minutes"), "CPU-minutes", cores, wall) if pd.notna(cores) else "—"
         same = "—"
         if digests is not None:
-            mine = digests[(digests["commit"].astype(str) == str(r["commit"])) & (digests["machine"] == r["machine"])]
+            mine = digests[digests["run"] == r.get("run")]
             if len(mine):
                 same = f"{sum(now.get(f) == h for f, h in zip(mine['file'], mine['sha256']))} of {len(mine)}"
         rows.append([f"`{r['commit']}`", r["what"], r["machine"], f"{wall:.1f}", slots, cpu, same, r["measured"]])
