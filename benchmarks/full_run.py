@@ -30,8 +30,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cryptomed.docs import FULL_RUN_DIGESTS, prediction_digests  # noqa: E402
+from cryptomed.docs import FULL_RUN_DIGESTS, cpu_kind, prediction_digests  # noqa: E402
+from pipeline import rule_times  # noqa: E402
 
 COLUMNS = ["run", "commit", "what", "machine", "wall_minutes", "measured", "cores", "job_minutes", "cpu_minutes"]
 DIGEST_COLUMNS = ["run", "file", "sha256"]
@@ -40,12 +42,10 @@ MARKER = ".cryptomed-full-run"  # in a --workdir this script made: only such a f
 
 def machine(results: Path, cores: int) -> str:
     """'<cores>-core <processor> with|without AVX-512', from the proposed CNN's provenance in a run's metrics."""
-    from cryptomed.docs import _cpu_kind
-
     found = sorted(results.glob("*/metrics/aes_cnn.json"))
     if not found:
         raise SystemExit(f"{results}: no */metrics/aes_cnn.json to read the machine from (did the run finish?)")
-    return f"{cores}-core {_cpu_kind(json.loads(found[0].read_text())['provenance'])}"
+    return f"{cores}-core {cpu_kind(json.loads(found[0].read_text())['provenance'])}"
 
 
 def run_row(results: Path, commit: str, what: str, start: dt.datetime, end: dt.datetime, cores: int) -> dict:
@@ -54,14 +54,11 @@ def run_row(results: Path, commit: str, what: str, start: dt.datetime, end: dt.d
     if end <= start:
         raise ValueError(f"the run ended ({end:%H:%M:%S}) before it started ({start:%H:%M:%S})")
     wall = (end - start).total_seconds() / 60
-    tsvs = sorted((results / "benchmarks").rglob("*.tsv"))
-    if not tsvs:
-        raise ValueError(f"no benchmark files under {results / 'benchmarks'}")
-    old = [p for p in [*tsvs, *results.glob("*/predictions/*.csv")] if p.stat().st_mtime < start.timestamp()]
+    jobs = rule_times(results)
+    old = [p for p in [*jobs["path"], *results.glob("*/predictions/*.csv")] if p.stat().st_mtime < start.timestamp()]
     if old:
         raise ValueError(f"{len(old)} benchmark or prediction files were not written by this run, first: {old[0]}")
-    frames = [pd.read_csv(t, sep="\t") for t in tsvs]
-    jobs, cpu = (sum(float(f[col].sum()) for f in frames) / 60 for col in ("s", "cpu_time"))
+    jobs, cpu = jobs["seconds"].sum() / 60, jobs["cpu_seconds"].sum() / 60
     if jobs > cores * wall * 1.001:
         raise ValueError(f"{jobs:.1f} job-minutes cannot fit {cores} cores for {wall:.1f} minutes: the benchmark "
                          f"files under {results} are not all from this run")

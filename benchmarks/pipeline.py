@@ -26,11 +26,13 @@ THROUGHPUT_TARGET = 20.0
 
 
 def rule_times(results: Path) -> pd.DataFrame:
+    """One row per benchmark file (job): rule, job, its wall seconds and CPU seconds (means over repeats), path."""
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem
-        seconds = pd.read_csv(tsv, sep="\t")["s"].astype(float)
-        rows.append({"rule": rule, "job": tsv.stem, "seconds": float(seconds.mean())})
+        bench = pd.read_csv(tsv, sep="\t")
+        rows.append({"rule": rule, "job": tsv.stem, "seconds": float(bench["s"].astype(float).mean()),
+                     "cpu_seconds": float(bench["cpu_time"].astype(float).mean()), "path": tsv})
     if not rows:
         raise SystemExit(f"no benchmark files under {results / 'benchmarks'}: run the pipeline first")
     return pd.DataFrame(rows)

@@ -1179,7 +1179,8 @@ def prediction_digests(results: Path) -> dict[str, str]:
 
 
 def _share(i: int, minutes, what: str, cores: float, wall: float) -> str:
-    if pd.isna(minutes):
+    """``minutes`` with their share of ``cores`` x ``wall`` minutes ("—" where either is not recorded)."""
+    if pd.isna(minutes) or pd.isna(cores):
         return "—"
     share = float(minutes) / (cores * wall)
     if not 0 < share <= 1.01:  # the file's minutes are rounded
@@ -1204,8 +1205,8 @@ def full_runs(res: Results, _arg=None) -> str:
     rows = []
     for i, r in frame.iterrows():
         cores, wall = float(r.get("cores", float("nan"))), float(r["wall_minutes"])
-        slots = _share(i, r.get("job_minutes"), "job-minutes", cores, wall) if pd.notna(cores) else "—"
-        cpu = _share(i, r.get("cpu_minutes"), "CPU-minutes", cores, wall) if pd.notna(cores) else "—"
+        slots = _share(i, r.get("job_minutes"), "job-minutes", cores, wall)
+        cpu = _share(i, r.get("cpu_minutes"), "CPU-minutes", cores, wall)
         same = "—"
         if digests is not None:
             mine = digests[digests["run"] == r.get("run")]
@@ -1235,8 +1236,8 @@ RUN_PAIRS = {
 
 
 def members_test(res: Results, arg: str | None = None) -> str:
-    """Two full runs compared (``members-test:<name>``, the pairs of :data:`RUN_PAIRS`): per dataset how the proposed CNN was trained in each, with its validation scores and training
-    time and the machine, then :func:`_runs_compared`'s test rows of the proposed CNN, the shallow CNN, the transfer
+    """Two full runs compared (``members-test:<name>``, the pairs of :data:`RUN_PAIRS`): per dataset how the proposed
+    CNN was trained in each, with its validation scores and training time and the machine, then :func:`_runs_compared`'s test rows of the proposed CNN, the shallow CNN, the transfer
     baseline and the ensemble, each with McNemar's test between the two runs."""
     if (arg or "") not in RUN_PAIRS:
         raise DocsError(f"members-test:{arg}: unknown comparison (known: {', '.join(sorted(RUN_PAIRS))})")
@@ -1254,7 +1255,7 @@ def members_test(res: Results, arg: str | None = None) -> str:
             epochs = " / ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in members)
             what = (f"mean of {len(members)} networks (seeds {seeds}; epochs run (best) {epochs})" if members
                     else f"one network (seed {info['seed']}; {info['epochs_run']} epochs, best {info['best_epoch']})")
-            described.append(f"{what}, {info['threads']} thread(s), {_cpu_kind(info['provenance'])}")
+            described.append(f"{what}, {info['threads']} thread(s), {cpu_kind(info['provenance'])}")
         notes.append(f"- {ds}: {described[0]} → {described[1]}; validation accuracy {f3(old['val_accuracy'])} → "
                      f"{f3(now['val_accuracy'])}, loss {f3(old['val_loss'])} → {f3(now['val_loss'])}; training "
                      f"{fint(round(old['train_seconds']))} s → {fint(round(now['train_seconds']))} s.")
@@ -1271,7 +1272,7 @@ def members_test(res: Results, arg: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_kind(provenance: dict) -> str:
+def cpu_kind(provenance: dict) -> str:
     """The processor as the provenance names it, with AVX-512 said: the CPU flags decide which kernels run."""
     c = provenance.get("cpu", {})
     avx512 = any(f.startswith("avx512") for f in c.get("flags", []))

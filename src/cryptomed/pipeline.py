@@ -657,8 +657,8 @@ def transfer_features_stage(smk) -> None:
 
 def _lpft_top(smk, cfg: dict, arrays: dict, full, maps: np.ndarray, backend: str) -> dict:
     """LP-FT (docs/tuning.md): the top of the loaded backbone ``full`` trained on the training records' cached
-    activations ``maps``, its
-    softmax started from the linear probe (C from ``cfg["C"]`` by validation loss), early stopping on validation.
+    activations ``maps``, its softmax started from the linear probe (C from ``cfg["C"]`` by validation loss), early
+    stopping on validation.
     Returns the arrays stored beside the features: class probabilities of every record, seconds per image of the
     top and the training record (JSON)."""
     import json
