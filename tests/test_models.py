@@ -282,3 +282,43 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_distill_targets_mix_the_true_label_with_the_teacher_and_refuse_bad_input():
+    from cryptomed.models import distill_targets
+
+    teacher = np.array([[0.2, 0.8], [0.6, 0.4]])
+    t = distill_targets(np.array([0, 0]), teacher, 0.5)
+    np.testing.assert_allclose(t, [[0.6, 0.4], [0.8, 0.2]], atol=1e-7)
+    assert t.dtype == np.float32 and np.allclose(t.sum(1), 1)
+    np.testing.assert_allclose(distill_targets(np.array([1, 0]), teacher, 1.0), [[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="shape"):
+        distill_targets(np.array([0, 1, 1]), teacher)
+    with pytest.raises(ValueError, match="alpha"):
+        distill_targets(np.array([0, 1]), teacher, 1.5)
+    with pytest.raises(ValueError, match="sum to 1"):
+        distill_targets(np.array([0, 1]), teacher * 2)
+
+
+def test_soft_targets_are_what_the_network_learns_and_one_hot_ones_train_as_the_labels_do():
+    from cryptomed.models import distill_targets, predict_proba, train
+
+    x, y = _square_task(200)
+    y[:10] = 1 - y[:10]  # a few wrong labels, so the class weights differ from 1:1 by chance and matter less
+    cfg = TrainConfig(epochs=4, batch_size=32, patience=4, seed=3,
+                      model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=16, augment=False))
+    args = (x[:160], y[:160], x[160:], y[160:], 2, cfg)
+    hard, _, _ = train(*args, verbose=0)
+    onehot, _, _ = train(*args, verbose=0, soft_targets=distill_targets(y[:160], np.full((160, 2), 0.5), 1.0))
+    # the same targets, the same class weights (as sample weights): the same network up to float rounding
+    np.testing.assert_allclose(predict_proba(onehot, x[160:])[0], predict_proba(hard, x[160:])[0], atol=2e-3)
+    # a teacher that says the opposite of every label, followed alone, teaches the opposite task (validated against
+    # the opposite too: early stopping would otherwise keep the untrained network)
+    flipped = np.eye(2)[1 - y[:160]]
+    cfg = TrainConfig(epochs=8, batch_size=32, patience=8, seed=3,
+                      model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=16, augment=False))
+    model, _, _ = train(x[:160], y[:160], x[160:], 1 - y[160:], 2, cfg, verbose=0,
+                        soft_targets=distill_targets(y[:160], flipped, 0.0))
+    assert (predict_proba(model, x[160:])[0].argmax(1) != y[160:]).mean() > 0.8
+    with pytest.raises(ValueError, match="soft targets"):
+        train(*args, verbose=0, soft_targets=np.full((160, 3), 1 / 3))

@@ -237,3 +237,18 @@ def test_the_lpft_top_starts_where_the_probe_ends(tmp_path):
     random_start, _ = train_top(full, 6, maps[:32], y[:32], maps[32:], y[32:], 2, recipe)
     assert np.abs(np.asarray(random_start.predict(maps[32:].astype("float32"), verbose=0))
                   - probe.predict_proba(feats[32:])).max() > 1e-2
+
+
+def test_cross_fitted_probabilities_come_from_heads_that_did_not_see_the_image():
+    from cryptomed.transfer import cross_fitted_probs, logistic_head
+
+    rng = np.random.default_rng(0)
+    f, y = rng.normal(size=(300, 200)), rng.integers(0, 3, 300)  # noise: a head can only memorise it
+    in_sample = logistic_head(100.0).fit(f, y).predict_proba(f)
+    assert (in_sample.argmax(1) == y).mean() > 0.95
+    oof = cross_fitted_probs(f, y, 100.0)
+    assert oof.shape == (300, 3) and np.allclose(oof.sum(1), 1)
+    assert (oof.argmax(1) == y).mean() < 0.5  # chance is a third
+    # a learnable signal is still learnt out of fold
+    f[:, :10] += 3 * y[:, None]
+    assert (cross_fitted_probs(f, y, 0.01).argmax(1) == y).mean() > 0.9

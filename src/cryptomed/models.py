@@ -316,10 +316,27 @@ def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float
     return {i: float(w) for i, w in enumerate(weights)}
 
 
+def distill_targets(labels: np.ndarray, teacher_probs: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Training targets for distillation: ``alpha`` x the one-hot true label + (1 - alpha) x the teacher's
+    probabilities (rows summing to 1), as float32 (N, classes)."""
+    labels, teacher_probs = np.asarray(labels), np.asarray(teacher_probs, dtype=np.float64)
+    if teacher_probs.ndim != 2 or len(teacher_probs) != len(labels):
+        raise ValueError(f"teacher probabilities must be (N, classes) for {len(labels)} labels, "
+                         f"got shape {teacher_probs.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"distillation alpha must be in [0, 1], got {alpha!r}")
+    if not np.allclose(teacher_probs.sum(axis=1), 1.0, atol=1e-4) or (teacher_probs < 0).any():
+        raise ValueError("teacher probabilities must be non-negative and sum to 1 per image")
+    onehot = np.eye(teacher_probs.shape[1])[labels]
+    return (alpha * onehot + (1.0 - alpha) * teacher_probs).astype("float32")
+
+
 def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verbose: int = 2,
-          name: str = "cryptomed_cnn"):
+          name: str = "cryptomed_cnn", soft_targets: np.ndarray | None = None):
     """Train the CNN with fixed seeds and early stopping on validation loss.
 
+    ``soft_targets`` (N, classes), if given, replace the one-hot training targets (distillation,
+    :func:`distill_targets`); class weights and the validation loss still use the true labels.
     Returns ``(model, history: dict[str, list], info: dict)``.
     """
     import keras
@@ -351,7 +368,15 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
         optimizer = keras.optimizers.Adam(learning_rate, **ema)
     else:
         raise ValueError(f"train.optimizer must be adam or adamw, got {cfg.optimizer!r}")
-    if cfg.label_smoothing:  # one-hot targets: the sparse loss has no label smoothing
+    sample_weight = None
+    if soft_targets is not None:
+        soft_targets = np.asarray(soft_targets, dtype="float32")
+        if soft_targets.shape != (len(y_train), n_classes):
+            raise ValueError(f"soft targets must have shape {(len(y_train), n_classes)}, got {soft_targets.shape}")
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        labels_train = np.asarray(y_train)
+        y_train, y_val = soft_targets, keras.utils.to_categorical(y_val, n_classes)
+    elif cfg.label_smoothing:  # one-hot targets: the sparse loss has no label smoothing
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         y_train, y_val = (keras.utils.to_categorical(y, n_classes) for y in (y_train, y_val))
         labels_train = np.argmax(y_train, axis=1)
@@ -365,6 +390,9 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
         jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",
     )
     class_weight = balanced_class_weight(labels_train, n_classes) if cfg.class_weight == "balanced" else None
+    if soft_targets is not None and class_weight is not None:
+        # Keras derives class weights from the target's argmax; a soft target's need not be the true label.
+        sample_weight = np.array([class_weight[int(c)] for c in labels_train], dtype="float32")
     t0 = time.perf_counter()
     hist = model.fit(
         x_train, y_train,
@@ -372,7 +400,8 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         shuffle=True,
-        class_weight=class_weight,
+        class_weight=None if sample_weight is not None else class_weight,
+        sample_weight=sample_weight,
         callbacks=callbacks,
         verbose=verbose,
     )
@@ -399,7 +428,7 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
 
 
 def train_members(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, members: int = 1,
-                  flip: bool = False, verbose: int = 2):
+                  flip: bool = False, verbose: int = 2, soft_targets: np.ndarray | None = None):
     """The proposed CNN as ``members`` networks of seeds ``cfg.seed``, ``cfg.seed + 1``, ... (one network: exactly
     :func:`train`), as one model averaging their probabilities (and the mirrored image's, with ``flip``).
 
@@ -409,7 +438,8 @@ def train_members(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConf
     for i in range(members):
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         name = "cryptomed_cnn" if members == 1 else f"cryptomed_cnn_seed{member_cfg.seed}"
-        model, history, info = train(x_train, y_train, x_val, y_val, n_classes, member_cfg, verbose, name=name)
+        model, history, info = train(x_train, y_train, x_val, y_val, n_classes, member_cfg, verbose, name=name,
+                                     soft_targets=soft_targets)
         models.append(model), histories.append((member_cfg.seed, history)), infos.append({"seed": member_cfg.seed, **info})
         log.info("network %d/%d (seed %d): %d epochs (best %d) in %.0f s, %.0f images/s", i + 1, members,
                  member_cfg.seed, info["epochs_run"], info["best_epoch"], info["train_seconds"],

@@ -333,6 +333,21 @@ def fit_logistic_head(f_train, y_train, f_val, y_val, c_grid, seed: int = 0, det
     return best[1], best[0], scores
 
 
+def cross_fitted_probs(features: np.ndarray, labels: np.ndarray, c: float, folds: int = 5, seed: int = 0):
+    """Out-of-fold probabilities of the logistic head (:func:`logistic_head` at ``c``) for training images: each of
+    ``folds`` stratified folds is scored by the head fitted on the others, so no image is scored by a head that saw
+    its label (the distillation teacher, docs/tuning.md). Returns (N, classes) probabilities."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    n_classes = int(labels.max()) + 1
+    probs = np.zeros((len(labels), n_classes))
+    for fit_idx, score_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
+        head = logistic_head(c, seed).fit(features[fit_idx], labels[fit_idx])
+        probs[np.ix_(score_idx, head.classes_)] = head.predict_proba(features[score_idx])
+    return probs
+
+
 def finetune_kept(frozen_loss: float, frozen_accuracy: float, tuned_loss: float, tuned_accuracy: float) -> bool:
     """The fine-tuning rule (docs/tuning.md): the fine-tuned network beats the frozen head at that head's C of lowest
     validation loss if its validation loss is lower and its validation accuracy not lower."""
