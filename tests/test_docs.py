@@ -282,6 +282,29 @@ def test_the_aspect_verdict_follows_the_rule_on_the_common_seeds(tmp_path):
         verdict(base[:1] + [("L_J_aspect", 42, 0.91, 0.25, 100.0), ("L_J_aspect", 43, 0.91, 0.25, 100.0)])
 
 
+def test_the_distill_verdict_compares_the_two_arms_means_on_brain_mri(tmp_path):
+    """tuning-distill: adopted only if the distilled networks' mean has a lower validation loss than the default's
+    mean and an accuracy not lower; member rows and chest X-ray rows do not count; a missing mean is an error."""
+    (tmp_path / "tuning").mkdir()
+
+    def verdict(rows):
+        pd.DataFrame([{"dataset": ds, "arm": arm, "setting": setting, "val_accuracy": acc, "val_balanced_accuracy": acc,
+                       "val_roc_auc": 0.9, "val_loss": loss, "epochs_run": None, "train_seconds": 10.0,
+                       "device": "cpu"} for ds, arm, setting, acc, loss in rows]).to_csv(tmp_path / "tuning/distill.csv",
+                                                                                       index=False)
+        return docs.tuning_distill(docs.Results(tmp_path), None)
+
+    mean = "mean of seeds 42, 43, 44"
+    base = [("brain_mri", "default", mean, 0.90, 0.30), ("brain_mri", "default", "seed 42", 0.10, 9.0)]
+    assert "**adopted**" in verdict(base + [("brain_mri", "distill", mean, 0.90, 0.29)])
+    assert "**not adopted**" in verdict(base + [("brain_mri", "distill", mean, 0.90, 0.30)])  # loss not lower
+    assert "**not adopted**" in verdict(base + [("brain_mri", "distill", mean, 0.89, 0.10)])  # accuracy lower
+    text = verdict(base + [("brain_mri", "distill", mean, 0.95, 0.20), ("chest_xray", "distill", mean, 0.10, 9.0)])
+    assert "**adopted**" in text and "0.300 (default) → 0.200 (distill)" in text
+    with pytest.raises(docs.DocsError, match="brain_mri has 0 rows"):
+        verdict(base)
+
+
 def test_the_finetune_cpu_block_compares_the_two_runs_record_by_record(tmp_path):
     """finetune-cpu: the config/finetune.yaml run's transfer and ensemble rows beside the default run's, the rule's
     record, McNemar against the proposed CNN and between the runs' transfer predictions (matched by id, in any

@@ -917,6 +917,44 @@ def tuning_aspect(res: Results, arg: str | None) -> str:
             + "**.\n")
 
 
+DISTILL_SEEDS = "42, 43, 44"  # the rule's seeds: each arm's mean of these networks is compared
+
+
+def distill_decision(frame: pd.DataFrame) -> dict:
+    """The distillation rule (docs/tuning.md) on ``results/tuning/distill.csv``: on brain MRI, the mean of
+    ``distill``'s three networks against the default recipe's; adopted if its validation loss is lower and its
+    accuracy not lower."""
+    brain = frame[frame["dataset"] == "brain_mri"]
+    means = {}
+    for arm in ("default", "distill"):
+        row = brain[(brain["arm"] == arm) & (brain["setting"] == f"mean of seeds {DISTILL_SEEDS}")]
+        if len(row) != 1:
+            raise DocsError(f"results/tuning/distill.csv: brain_mri has {len(row)} rows 'mean of seeds "
+                            f"{DISTILL_SEEDS}' for {arm} (the rule compares one per arm)")
+        means[arm] = row.iloc[0]
+    d, c = means["default"], means["distill"]
+    return {"means": means, "adopted": bool(c["val_loss"] < d["val_loss"] and c["val_accuracy"] >= d["val_accuracy"])}
+
+
+def tuning_distill(res: Results, arg: str | None) -> str:
+    """Distillation from the transfer baseline (``results/tuning/distill.csv``, benchmarks/tune_distill.py): the
+    teacher at every C, every network of both arms and each arm's mean, on validation, and the rule's verdict
+    (:func:`distill_decision`)."""
+    frame = res.csv("tuning/distill.csv")
+    decision = distill_decision(frame)
+    rows = [[r["dataset"], r["arm"], str(r["setting"]), f3(r["val_accuracy"]), f3(r["val_balanced_accuracy"]),
+             f3(r["val_roc_auc"]), f3(r["val_loss"]), "" if pd.isna(r["epochs_run"]) else str(int(r["epochs_run"])),
+             "" if pd.isna(r["train_seconds"]) else fint(round(r["train_seconds"])), str(r["device"])]
+            for _, r in frame.iterrows()]
+    lines = _table(["dataset", "arm", "setting", "val accuracy", "val balanced acc.", "val ROC-AUC", "val loss",
+                    "epochs", "train s", "machine"], rows, "|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    d, c = decision["means"]["default"], decision["means"]["distill"]
+    lines += ["", f"By the rule (brain MRI, each arm's mean of seeds {DISTILL_SEEDS}): validation loss "
+              f"{f3(d['val_loss'])} (default) → {f3(c['val_loss'])} (distill), accuracy {f3(d['val_accuracy'])} → "
+              f"{f3(c['val_accuracy'])}: **" + ("adopted" if decision["adopted"] else "not adopted") + "**."]
+    return "\n".join(lines) + "\n"
+
+
 def _machine(prov: dict) -> str:
     """"2-core AMD EPYC CPU, tensorflow, 2 threads" from a metrics file's provenance (the threads TensorFlow ran
     with where they differ from the request)."""
@@ -1300,6 +1338,7 @@ GENERATORS = {
     "tuning-finetune": tuning_finetune,
     "tuning-lpft": tuning_lpft,
     "tuning-aspect": tuning_aspect,
+    "tuning-distill": tuning_distill,
     "subgroups": subgroups,
     "tuning-testlike-brain": tuning_testlike_brain,
     "seeds": seeds,
