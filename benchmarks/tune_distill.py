@@ -29,24 +29,34 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 ALPHA = 0.5  # weight of the true label in the training target (the rule's)
 
 
+def _load(path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of ``path``'s training and validation records (test records dropped as the file is opened)."""
+    with np.load(path, allow_pickle=False) as npz:
+        missing = [k for k in ("splits", *keys) if k not in npz.files]
+        if missing:
+            raise SystemExit(f"{path}: no array {', '.join(missing)} (holds {', '.join(npz.files)})")
+        keep = npz["splits"] != "test"
+        return {k: npz[k][keep] for k in ("splits", *keys)}
+
+
 def load_train_val(images_npz: str, features_npz: str) -> dict[str, np.ndarray]:
     """Images and teacher features of the training and validation records, aligned by record id; test records are
     dropped as each file is opened."""
+    d = _load(images_npz, ("images", "labels", "ids"))
     with np.load(images_npz, allow_pickle=False) as npz:
-        keep = npz["splits"] != "test"
-        d = {k: npz[k][keep] for k in ("images", "labels", "splits", "ids")}
         d["classes"] = npz["classes"]
-    with np.load(features_npz, allow_pickle=False) as npz:
-        keep = npz["splits"] != "test"
-        f_ids, f_feats, f_labels = npz["ids"][keep], npz["features"][keep], npz["labels"][keep]
-    where = {rid: i for i, rid in enumerate(f_ids.tolist())}
+    f = _load(features_npz, ("ids", "features", "labels"))
+    for name, ids in ((images_npz, d["ids"]), (features_npz, f["ids"])):
+        if len(set(ids.tolist())) != len(ids):
+            raise SystemExit(f"{name}: record ids repeat")
+    where = {rid: i for i, rid in enumerate(f["ids"].tolist())}
     missing = [rid for rid in d["ids"].tolist() if rid not in where]
     if missing:
         raise SystemExit(f"{features_npz}: no features for {len(missing)} records of {images_npz} (first: {missing[0]})")
     idx = np.array([where[rid] for rid in d["ids"].tolist()])
-    if not np.array_equal(f_labels[idx], d["labels"]):
-        raise SystemExit(f"{features_npz}: labels differ from {images_npz}'s for the same record ids")
-    d["features"] = f_feats[idx]
+    if not np.array_equal(f["labels"][idx], d["labels"]) or not np.array_equal(f["splits"][idx], d["splits"]):
+        raise SystemExit(f"{features_npz}: labels or splits differ from {images_npz}'s for the same record ids")
+    d["features"] = f["features"][idx]
     return d
 
 

@@ -20,6 +20,7 @@ SLOW = {
     "tests/test_parallel.py::test_crypto_benchmark_runs_and_prints_every_row",
     "tests/test_transfer.py::test_efficientnet_features_of_grayscale_images",
     "tests/test_models.py::test_cosine_recipe_with_label_smoothing_ema_strong_augmentation_and_strided_stem_learns",
+    "tests/test_models.py::test_soft_targets_are_what_the_network_learns_with_the_true_labels_class_weights",
 }
 
 

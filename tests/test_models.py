@@ -300,18 +300,36 @@ def test_distill_targets_mix_the_true_label_with_the_teacher_and_refuse_bad_inpu
         distill_targets(np.array([0, 1]), teacher * 2)
 
 
-def test_soft_targets_are_what_the_network_learns_and_one_hot_ones_train_as_the_labels_do():
+def test_soft_targets_are_what_the_network_learns_with_the_true_labels_class_weights(monkeypatch):
+    import keras
+
     from cryptomed.models import distill_targets, predict_proba, train
 
-    x, y = _square_task(200)
-    y[:10] = 1 - y[:10]  # a few wrong labels, so the class weights differ from 1:1 by chance and matter less
-    cfg = TrainConfig(epochs=4, batch_size=32, patience=4, seed=3,
-                      model=CNNConfig(filters=(8, 16), convs_per_block=1, dense_units=16, augment=False))
+    x, y = _square_task(300)
+    keep = (y == 1) | (np.cumsum(y == 0) <= 50)  # about three images of class 1 to one of class 0
+    x, y = x[keep][:200], y[keep][:200]
+    cfg = TrainConfig(epochs=1, batch_size=32, patience=1, seed=3,
+                      model=CNNConfig(filters=(8,), convs_per_block=1, dense_units=8, augment=False))
     args = (x[:160], y[:160], x[160:], y[160:], 2, cfg)
-    hard, _, _ = train(*args, verbose=0)
-    onehot, _, _ = train(*args, verbose=0, soft_targets=distill_targets(y[:160], np.full((160, 2), 0.5), 1.0))
-    # the same targets, the same class weights (as sample weights): the same network up to float rounding
-    np.testing.assert_allclose(predict_proba(onehot, x[160:])[0], predict_proba(hard, x[160:])[0], atol=2e-3)
+    seen, fit = [], keras.Model.fit
+
+    def spy(self, *a, **kw):
+        seen.append((a, kw))
+        return fit(self, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    train(*args, verbose=0)
+    # a teacher that disagrees with the label on every image: its argmax would give other class weights
+    teacher = np.eye(2)[1 - y[:160]] * 0.8 + 0.1
+    train(*args, verbose=0, soft_targets=distill_targets(y[:160], teacher, 0.4))
+    (hard_args, hard), (soft_args, soft) = seen
+    weights = {0: 160 / (2 * (y[:160] == 0).sum()), 1: 160 / (2 * (y[:160] == 1).sum())}
+    assert hard["class_weight"] == pytest.approx(weights) and hard["sample_weight"] is None
+    assert soft["class_weight"] is None
+    np.testing.assert_allclose(soft["sample_weight"], [weights[int(c)] for c in y[:160]], rtol=1e-6)
+    np.testing.assert_allclose(soft_args[1], 0.4 * np.eye(2)[y[:160]] + 0.6 * teacher, atol=1e-6)  # the targets
+    np.testing.assert_array_equal(soft["validation_data"][1], np.eye(2)[y[160:]])  # validated on the true labels
+    monkeypatch.undo()
     # a teacher that says the opposite of every label, followed alone, teaches the opposite task (validated against
     # the opposite too: early stopping would otherwise keep the untrained network)
     flipped = np.eye(2)[1 - y[:160]]

@@ -33,6 +33,19 @@ def test_features_follow_the_images_by_id_and_test_records_are_dropped(tmp_path)
 def test_missing_features_or_other_labels_are_refused_naming_the_file(tmp_path):
     with pytest.raises(SystemExit, match="features.npz: no features for 1 records.*first: 000004"):
         load_train_val(*_files(tmp_path, range(6), drop=4))
-    with pytest.raises(SystemExit, match="features.npz: labels differ"):
+    with pytest.raises(SystemExit, match="features.npz: labels or splits differ"):
         load_train_val(*_files(tmp_path, range(6), feature_labels=np.array([1, 1, 0, 1, 0, 1])))
     load_train_val(*_files(tmp_path, range(6), drop=3))  # a test record's features are not needed
+
+
+def test_a_file_without_ids_or_with_repeated_ids_is_refused(tmp_path):
+    images, features = _files(tmp_path, range(6))
+    with np.load(features) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(features, **{k: v for k, v in arrays.items() if k != "ids"})
+    with pytest.raises(SystemExit, match="features.npz: no array ids"):
+        load_train_val(images, features)
+    arrays["ids"] = np.array(["000000"] * 6)
+    np.savez(features, **arrays)
+    with pytest.raises(SystemExit, match="features.npz: record ids repeat"):
+        load_train_val(images, features)

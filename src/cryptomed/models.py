@@ -428,7 +428,7 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
 
 
 def train_members(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, members: int = 1,
-                  flip: bool = False, verbose: int = 2, soft_targets: np.ndarray | None = None):
+                  flip: bool = False, verbose: int = 2):
     """The proposed CNN as ``members`` networks of seeds ``cfg.seed``, ``cfg.seed + 1``, ... (one network: exactly
     :func:`train`), as one model averaging their probabilities (and the mirrored image's, with ``flip``).
 
@@ -438,8 +438,7 @@ def train_members(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConf
     for i in range(members):
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         name = "cryptomed_cnn" if members == 1 else f"cryptomed_cnn_seed{member_cfg.seed}"
-        model, history, info = train(x_train, y_train, x_val, y_val, n_classes, member_cfg, verbose, name=name,
-                                     soft_targets=soft_targets)
+        model, history, info = train(x_train, y_train, x_val, y_val, n_classes, member_cfg, verbose, name=name)
         models.append(model), histories.append((member_cfg.seed, history)), infos.append({"seed": member_cfg.seed, **info})
         log.info("network %d/%d (seed %d): %d epochs (best %d) in %.0f s, %.0f images/s", i + 1, members,
                  member_cfg.seed, info["epochs_run"], info["best_epoch"], info["train_seconds"],
