@@ -73,11 +73,10 @@ def main() -> None:
     import pandas as pd
     import yaml
 
-    from cryptomed.metrics import mean_log_loss
     from cryptomed.models import (as_model_input, configure_backend, distill_targets, predict_proba, train,
                                   train_config)
     from cryptomed.provenance import cpu
-    from cryptomed.transfer import cross_fitted_probs, logistic_head
+    from cryptomed.transfer import cross_fitted_probs, fit_logistic_head
     from tune_cnn import score
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -106,14 +105,12 @@ def main() -> None:
 
     # the teacher: C of lowest validation loss, then cross-fitted probabilities for the training images
     t0 = time.perf_counter()
-    losses = {}
-    for c in c_grid:
-        head = logistic_head(float(c)).fit(d["features"][tr], y_tr)
-        probs = head.predict_proba(d["features"][va])
-        losses[float(c)] = mean_log_loss(y_va, probs)
-        write({"arm": "teacher", "setting": f"C = {c:g}", **score(y_va, probs), "epochs_run": None,
-               "train_seconds": None})
-    c_best = min(losses, key=losses.get)
+    per_c: dict = {}  # C -> fitted head, validation loss and accuracy (the pipeline's fit, every C kept)
+    fit_logistic_head(d["features"][tr], y_tr, d["features"][va], y_va, c_grid, details=per_c)
+    for c, fit in per_c.items():
+        write({"arm": "teacher", "setting": f"C = {c:g}", **score(y_va, fit["model"].predict_proba(d["features"][va])),
+               "epochs_run": None, "train_seconds": None})
+    c_best = min(per_c, key=lambda c: per_c[c]["loss"])
     teacher = cross_fitted_probs(d["features"][tr], y_tr, c_best)
     teacher_seconds = time.perf_counter() - t0
     targets = distill_targets(y_tr, teacher, ALPHA)

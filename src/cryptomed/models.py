@@ -392,7 +392,7 @@ def train(x_train, y_train, x_val, y_val, n_classes: int, cfg: TrainConfig, verb
     class_weight = balanced_class_weight(labels_train, n_classes) if cfg.class_weight == "balanced" else None
     if soft_targets is not None and class_weight is not None:
         # Keras derives class weights from the target's argmax; a soft target's need not be the true label.
-        sample_weight = np.array([class_weight[int(c)] for c in labels_train], dtype="float32")
+        sample_weight = np.array([class_weight[c] for c in range(n_classes)], dtype="float32")[labels_train]
     t0 = time.perf_counter()
     hist = model.fit(
         x_train, y_train,
